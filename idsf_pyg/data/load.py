@@ -1,0 +1,167 @@
+"""``load_dataset``: a folder or file path -> the graph schema, format detected."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Union
+
+import numpy as np
+from torch_geometric.data import HeteroData
+
+from .errors import DataFormatError
+from .graph import add_item_features, build_graph
+from .readers import (Interactions, SPLIT_LABELS, atomic_integer_ids, index_tokens, read_atomic_inter,
+                      read_feature_matrix, read_id_map, read_lattice_split)
+from .split import random_split_per_user
+from .synthetic import make_synthetic
+
+PathLike = Union[str, Path]
+FeatureSpec = Union[str, Path, np.ndarray]
+
+
+def default_data_root() -> Path:
+    """``$IDSF_DATA`` or ``../shared/data`` relative to the repository."""
+    env = os.environ.get("IDSF_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _find_lattice(folder: Path) -> Optional[Path]:
+    for cand in (folder / "5-core", folder):
+        if (cand / "train.json").is_file():
+            return cand
+    return None
+
+
+def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] = None,
+                 discover_features: bool = True, split_seed: int = 0, name: Optional[str] = None) -> HeteroData:
+    r"""Loads interactions (and item features) into the graph schema.
+
+    Detected formats:
+
+    * ``"synthetic"``: the built-in synthetic dataset (:func:`make_synthetic`);
+    * a folder with ``5-core/{train,val,test}.json`` (or those files directly),
+      optionally ``item_list.txt`` / ``user_list.txt`` giving the id counts;
+    * an atomic ``.inter`` file, or a folder holding exactly one: with an
+      ``x_label`` column its split is used, otherwise the interactions are split
+      per user with :func:`random_split_per_user` and ``split_seed``.
+
+    Args:
+        path: The dataset folder or file.
+        features: Modality name -> spec. A spec is a ``.npy`` path, an array,
+            ``"random"`` / ``"random:<dim>"`` (seeded Gaussian features: the
+            modality name must start with ``random``), or ``"item-text-minilm"``
+            (the item file's text encoded by all-MiniLM-L6-v2, for RecBole
+            folders such as ML-100k).
+        discover_features: Also attach every ``<modality>_feat.npy`` found next
+            to the interactions (``image_feat.npy`` -> ``x_image``).
+        split_seed: Seed of the per-user split for files without one.
+        name: Dataset name (default: the folder name).
+    """
+    if str(path) == "synthetic":
+        data = make_synthetic(seed=split_seed)
+        for mod, spec in (features or {}).items():
+            _attach(data, mod, spec, None, None, split_seed)
+        return data
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(path, "no such file or folder")
+    folder = path if path.is_dir() else path.parent
+    name = name or (folder.parent.name if folder.name == "5-core" else folder.name)
+    item_tokens = None
+    item_file = None
+
+    lattice = _find_lattice(path) if path.is_dir() else (path.parent if path.name == "train.json" else None)
+    if lattice is not None:
+        splits = read_lattice_split(lattice)
+        root = lattice.parent if lattice.name == "5-core" else lattice
+        num_users = num_items = None
+        if (root / "user_list.txt").is_file():
+            num_users = len(read_id_map(root / "user_list.txt"))
+        if (root / "item_list.txt").is_file():
+            num_items = len(read_id_map(root / "item_list.txt"))
+        folder = root
+        source = str(lattice)
+    else:
+        inter = path
+        if path.is_dir():
+            cands = sorted(path.glob("*.inter"))
+            if len(cands) != 1:
+                raise DataFormatError(path, f"expected a 5-core/ split or exactly one .inter file, found "
+                                      f"{len(cands)} .inter files")
+            inter = cands[0]
+        elif path.suffix != ".inter":
+            raise DataFormatError(path, "unknown format: pass a dataset folder, train.json or a .inter file")
+        atomic = read_atomic_inter(inter)
+        source = str(inter)
+        if atomic.labels is not None:
+            users = atomic_integer_ids(inter, atomic.user_tokens, "userID")
+            items = atomic_integer_ids(inter, atomic.item_tokens, "itemID")
+            splits = {SPLIT_LABELS[lab]: Interactions(users[atomic.labels == lab], items[atomic.labels == lab])
+                      for lab in SPLIT_LABELS}
+            num_users = num_items = None
+        else:
+            users, _ = index_tokens(atomic.user_tokens)
+            items, item_tokens = index_tokens(atomic.item_tokens)
+            pairs = np.unique(np.stack([users, items]), axis=1)  # repeated ratings count once
+            splits = random_split_per_user(pairs[0], pairs[1], seed=split_seed)
+            num_users, num_items = int(users.max()) + 1, len(item_tokens)
+            cand_item = inter.with_suffix(".item")
+            item_file = cand_item if cand_item.is_file() else None
+
+    # Feature files fix the item count when no id map does.
+    found: Dict[str, Path] = {}
+    if discover_features:
+        for f in sorted(folder.glob("*_feat.npy")):
+            found[f.name[: -len("_feat.npy")]] = f
+    if num_items is None and found:
+        num_items = int(np.load(next(iter(found.values())), mmap_mode="r").shape[0])
+    data = build_graph(splits, num_users, num_items, name=name, source=source)
+    data.source = source
+    for mod, f in found.items():
+        if features and mod in features:
+            continue
+        _attach(data, mod, f, item_tokens, item_file, split_seed)
+    for mod, spec in (features or {}).items():
+        _attach(data, mod, spec, item_tokens, item_file, split_seed)
+    return data
+
+
+def _attach(data: HeteroData, modality: str, spec: FeatureSpec, item_tokens, item_file, seed: int) -> None:
+    num_items = data["item"].num_nodes
+    if isinstance(spec, np.ndarray):
+        add_item_features(data, modality, spec, "user-supplied array")
+        return
+    text = str(spec)
+    if text == "random" or text.startswith("random:"):
+        if not modality.startswith("random"):
+            raise ValueError(f"modality {modality!r} gets random features: its name must start with "
+                             f"'random' (e.g. 'random1') so no table mistakes it for real features")
+        dim = int(text.split(":", 1)[1]) if ":" in text else 128
+        rng = np.random.default_rng([seed, sum(map(ord, modality))])
+        arr = rng.standard_normal((num_items, dim)).astype(np.float32)
+        add_item_features(data, modality, arr, f"random: N(0,1), dim {dim}, seed {seed} (not real features)")
+    elif text == "item-text-minilm":
+        if item_file is None or item_tokens is None:
+            raise DataFormatError(data.source if hasattr(data, "source") else None,
+                                  "'item-text-minilm' needs a RecBole folder with a .item file (e.g. ml-100k)")
+        from .text import encode_texts, item_texts_from_atomic
+        texts = item_texts_from_atomic(item_file, item_tokens)
+        missing = sum(1 for t in texts if not t)
+        arr = encode_texts(texts)
+        add_item_features(data, modality, arr, f"all-MiniLM-L6-v2 over title/year/genres of {item_file.name}"
+                          f" ({missing} items without text)")
+    else:
+        p = Path(text)
+        arr = read_feature_matrix(p, num_items, modality)
+        add_item_features(data, modality, arr, f"file:{p} sha256:{_sha256(p)[:16]}")

@@ -1,0 +1,275 @@
+"""Readers for the interaction and feature formats users of this field have.
+
+* the LATTICE / MICRO / IDSF split: ``5-core/{train,val,test}.json``, each a JSON
+  object ``{"<user id>": [item id, ...]}``;
+* MMRec / RecBole atomic ``.inter`` files: tab-separated, a header with or
+  without RecBole's ``name:type`` suffixes, and either 3 columns
+  (``user item x_label``), 5 columns (``user item rating timestamp x_label``)
+  or, without a split, ``user item [rating [timestamp]]``;
+* item feature matrices: ``<modality>_feat.npy`` (``image_feat.npy``,
+  ``text_feat.npy``, ...), one row per item id.
+
+Every reader returns plain NumPy arrays and raises :class:`DataFormatError`
+naming the file, line and field on bad input.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import DataFormatError
+
+PathLike = Union[str, Path]
+SPLITS = ("train", "val", "test")
+#: ``x_label`` values of atomic files (MMRec convention).
+SPLIT_LABELS = {0: "train", 1: "val", 2: "test"}
+
+
+@dataclass
+class Interactions:
+    """User/item id pairs of one split, as int64 arrays of equal length."""
+
+    users: np.ndarray
+    items: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+
+def _parse_id(token, path: PathLike, line: Optional[int], field: str) -> int:
+    """Parses a non-negative integer id, raising a located error otherwise."""
+    if isinstance(token, bool):
+        raise DataFormatError(path, f"id {token!r} is not an integer", line, field)
+    if isinstance(token, int):
+        value = token
+    else:
+        try:
+            value = int(str(token).strip())
+        except ValueError:
+            raise DataFormatError(path, f"id {token!r} is not an integer", line, field) from None
+    if value < 0:
+        raise DataFormatError(path, f"id {value} is negative", line, field)
+    return value
+
+
+def _json_line_numbers(text: str) -> Dict[str, int]:
+    """Maps each top-level key of a JSON object to the line it starts on."""
+    lines: Dict[str, int] = {}
+    decoder = json.JSONDecoder()
+    # Cheap scan: keys of the LATTICE files are quoted user ids followed by ':'.
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        pos = 0
+        while True:
+            start = raw.find('"', pos)
+            if start < 0:
+                break
+            try:
+                key, end = decoder.raw_decode(raw, start)
+            except json.JSONDecodeError:
+                break
+            rest = raw[end:].lstrip()
+            if isinstance(key, str) and rest.startswith(":"):
+                lines.setdefault(key, lineno)
+            pos = end
+    return lines
+
+
+def read_lattice_json(path: PathLike) -> Interactions:
+    """Reads one file of the LATTICE/MICRO/IDSF split (``{"user": [items]}``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise DataFormatError(path, f"cannot read file ({e.strerror or e})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, f"not valid JSON: {e.msg} (column {e.colno})", e.lineno) from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(path, "expected a JSON object mapping user id -> list of item ids, "
+                              f"got {type(obj).__name__}")
+    users: List[int] = []
+    items: List[int] = []
+    line_of = None
+    for key, value in obj.items():
+        try:
+            user = _parse_id(key, path, None, "user id")
+            if not isinstance(value, list):
+                raise DataFormatError(path, f"user {key!r}: expected a list of item ids, "
+                                      f"got {type(value).__name__}", None, "item ids")
+            for it in value:
+                items.append(_parse_id(it, path, None, f"item id of user {key}"))
+                users.append(user)
+        except DataFormatError as e:
+            if line_of is None:  # locate the offending line only when needed
+                line_of = _json_line_numbers(text)
+            raise DataFormatError(path, str(e).split(": ", 1)[1], line_of.get(key), e.field) from None
+    return Interactions(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
+
+
+def read_lattice_split(folder: PathLike) -> Dict[str, Interactions]:
+    """Reads ``train.json``, ``val.json`` and ``test.json`` of one folder."""
+    folder = Path(folder)
+    out = {}
+    for split in SPLITS:
+        f = folder / f"{split}.json"
+        if not f.is_file():
+            raise DataFormatError(f, f"missing split file (a LATTICE split folder needs "
+                                  f"{', '.join(s + '.json' for s in SPLITS)})")
+        out[split] = read_lattice_json(f)
+    return out
+
+
+def read_id_map(path: PathLike) -> List[str]:
+    """Reads an ``original_id<TAB>integer_id`` map; returns raw ids by integer id."""
+    path = Path(path)
+    pairs: Dict[int, str] = {}
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as e:
+        raise DataFormatError(path, f"cannot read file ({e.strerror or e})") from None
+    with handle:
+        for lineno, raw in enumerate(handle, start=1):
+            raw = raw.rstrip("\n\r")
+            if not raw.strip():
+                continue
+            parts = raw.split("\t") if "\t" in raw else raw.split()
+            if len(parts) != 2:
+                raise DataFormatError(path, f"expected 'original_id<TAB>integer_id', got {raw!r}", lineno)
+            idx = _parse_id(parts[1], path, lineno, "integer id")
+            if idx in pairs:
+                raise DataFormatError(path, f"integer id {idx} appears twice", lineno)
+            pairs[idx] = parts[0]
+    n = len(pairs)
+    if n and max(pairs) != n - 1:
+        raise DataFormatError(path, f"integer ids are not 0..{n - 1} (largest is {max(pairs)})")
+    return [pairs[i] for i in range(n)]
+
+
+@dataclass
+class AtomicFile:
+    """Content of an atomic ``.inter`` file.
+
+    ``labels`` is ``None`` when the file has no ``x_label`` column (then the
+    caller splits it); ``user_tokens`` / ``item_tokens`` hold the raw tokens.
+    """
+
+    user_tokens: List[str]
+    item_tokens: List[str]
+    labels: Optional[np.ndarray]
+    timestamps: Optional[np.ndarray]
+
+
+_USER_FIELDS = ("userid", "user_id")
+_ITEM_FIELDS = ("itemid", "item_id")
+
+
+def read_atomic_inter(path: PathLike) -> AtomicFile:
+    """Reads a MMRec/RecBole atomic interaction file (see the module docstring)."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as e:
+        raise DataFormatError(path, f"cannot read file ({e.strerror or e})") from None
+    with handle:
+        header = handle.readline().rstrip("\n\r")
+        if not header.strip():
+            raise DataFormatError(path, "empty file: expected a header such as 'userID\\titemID\\tx_label'", 1)
+        sep = "\t" if "\t" in header else None
+        names = [h.split(":")[0].strip().lower() for h in header.split(sep)]
+        try:
+            ucol = next(i for i, n in enumerate(names) if n in _USER_FIELDS)
+            icol = next(i for i, n in enumerate(names) if n in _ITEM_FIELDS)
+        except StopIteration:
+            raise DataFormatError(path, f"header {header!r} must name a user column "
+                                  f"({'/'.join(_USER_FIELDS)}) and an item column "
+                                  f"({'/'.join(_ITEM_FIELDS)})", 1) from None
+        lcol = names.index("x_label") if "x_label" in names else None
+        tcol = names.index("timestamp") if "timestamp" in names else None
+        users, items, labels, stamps = [], [], [], []
+        for lineno, raw in enumerate(handle, start=2):
+            raw = raw.rstrip("\n\r")
+            if not raw.strip():
+                continue
+            parts = raw.split(sep)
+            if len(parts) != len(names):
+                raise DataFormatError(path, f"expected {len(names)} columns like the header, got "
+                                      f"{len(parts)}: {raw!r}", lineno)
+            users.append(parts[ucol].strip())
+            items.append(parts[icol].strip())
+            if lcol is not None:
+                lab = _parse_id(parts[lcol], path, lineno, "x_label")
+                if lab not in SPLIT_LABELS:
+                    raise DataFormatError(path, f"x_label must be 0 (train), 1 (valid) or 2 (test), "
+                                          f"got {lab}", lineno, "x_label")
+                labels.append(lab)
+            if tcol is not None:
+                try:
+                    stamps.append(float(parts[tcol]))
+                except ValueError:
+                    raise DataFormatError(path, f"timestamp {parts[tcol]!r} is not a number",
+                                          lineno, "timestamp") from None
+    if not users:
+        raise DataFormatError(path, "no interactions after the header")
+    return AtomicFile(users, items,
+                      np.asarray(labels, dtype=np.int64) if lcol is not None else None,
+                      np.asarray(stamps, dtype=np.float64) if tcol is not None else None)
+
+
+def atomic_integer_ids(path: PathLike, tokens: List[str], field: str) -> np.ndarray:
+    """Parses the id tokens of an already-indexed file (MMRec style) as integers."""
+    out = np.empty(len(tokens), dtype=np.int64)
+    for k, tok in enumerate(tokens):
+        out[k] = _parse_id(tok, path, k + 2, field)  # +2: 1-based and after the header
+    return out
+
+
+def index_tokens(tokens: List[str]) -> Tuple[np.ndarray, List[str]]:
+    """Maps raw tokens to 0..n-1 deterministically (numeric order if all are integers)."""
+    uniq = sorted(set(tokens))
+    if all(t.lstrip("-").isdigit() for t in uniq):
+        uniq.sort(key=int)
+    lookup = {t: i for i, t in enumerate(uniq)}
+    return np.fromiter((lookup[t] for t in tokens), dtype=np.int64, count=len(tokens)), uniq
+
+
+def read_feature_matrix(path: PathLike, num_items: Optional[int] = None,
+                        name: Optional[str] = None) -> np.ndarray:
+    """Reads an item feature matrix (``.npy``) and checks it.
+
+    Args:
+        path: The ``.npy`` file, one row per item id.
+        num_items: If given, the number of rows it must have.
+        name: The modality name, used in error messages.
+    """
+    path = Path(path)
+    label = f"feature matrix '{name}'" if name else "feature matrix"
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataFormatError(path, f"cannot read {label} as .npy ({e})") from None
+    return check_feature_matrix(arr, num_items, path, label)
+
+
+def check_feature_matrix(arr: np.ndarray, num_items: Optional[int], path: Optional[PathLike],
+                         label: str = "feature matrix") -> np.ndarray:
+    """Validates shape, dtype and finiteness of an item feature matrix."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2:
+        raise DataFormatError(path, f"{label} must be 2-D [num_items, dim], got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataFormatError(path, f"{label} must be numeric, got dtype {arr.dtype}")
+    if num_items is not None and arr.shape[0] != num_items:
+        raise DataFormatError(path, f"{label} has {arr.shape[0]} rows but the graph has "
+                              f"{num_items} items (one row per item id is required)")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad_row = int(np.argwhere(~finite)[0, 0])
+        n_bad = int((~finite.all(axis=1)).sum())
+        raise DataFormatError(path, f"{label} has NaN/inf values in {n_bad} rows "
+                              f"(first: row {bad_row})")
+    return arr.astype(np.float32, copy=False)
