@@ -1,0 +1,117 @@
+"""Full-ranking evaluation over all items, batched over users on the model's device."""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .metrics import METRICS
+
+DEFAULT_KS = (10, 20)
+DEFAULT_METRICS = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
+
+
+def _csr_lists(edge_index: Tensor, num_users: int) -> Tuple[Tensor, Tensor]:
+    """(ptr, items) of each user's items, users sorted."""
+    users, items = edge_index
+    order = torch.argsort(users * (int(items.max()) + 1 if items.numel() else 1) + items)
+    users, items = users[order], items[order]
+    ptr = torch.zeros(num_users + 1, dtype=torch.long, device=users.device)
+    ptr[1:] = torch.cumsum(torch.bincount(users, minlength=num_users), 0)
+    return ptr, items
+
+
+class FullRankingEvaluator:
+    r"""Ranks all items for every user with ground truth in a held-out split.
+
+    Items of ``exclude`` (the training edges, plus the validation edges when
+    testing with ``mask_val_in_test``) are removed from the ranking; metrics
+    are averaged over users with at least one ground-truth item.
+
+    Args:
+        num_users, num_items: Graph size.
+        ground_truth: ``[2, E]`` held-out edges (user, item).
+        exclude: Edge sets whose items are masked for their user.
+        ks: Cut-offs (default 10, 20).
+        metrics: Names from :data:`~idsf_pyg.eval.metrics.METRICS`.
+        batch_size: Users per score matrix ``[batch, num_items]``.
+    """
+
+    def __init__(self, num_users: int, num_items: int, ground_truth: Tensor, exclude: Sequence[Tensor],
+                 ks: Iterable[int] = DEFAULT_KS, metrics: Iterable[str] = DEFAULT_METRICS,
+                 batch_size: int = 1024):
+        self.num_users, self.num_items = num_users, num_items
+        self.ks = sorted(set(int(k) for k in ks))
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
+        self.metrics = list(metrics)
+        self.batch_size = batch_size
+        if ground_truth.numel() == 0:
+            raise ValueError("the evaluation split has no edges")
+        self.gt_ptr, self.gt_items = _csr_lists(ground_truth.cpu(), num_users)
+        excl = torch.cat([e.cpu() for e in exclude], dim=1) if exclude else torch.empty(2, 0, dtype=torch.long)
+        self.ex_ptr, self.ex_items = _csr_lists(excl, num_users)
+        counts = self.gt_ptr[1:] - self.gt_ptr[:-1]
+        self.users = torch.nonzero(counts > 0).view(-1)
+
+    def _batch_rows(self, ptr: Tensor, items: Tensor, users: Tensor) -> Tuple[Tensor, Tensor]:
+        """Row (0..B-1) and item index of every entry of ``users``' lists."""
+        starts, ends = ptr[users], ptr[users + 1]
+        lens = ends - starts
+        rows = torch.repeat_interleave(torch.arange(users.numel()), lens)
+        offsets = torch.arange(int(lens.sum())) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
+        return rows, items[starts.repeat_interleave(lens) + offsets]
+
+    @torch.no_grad()
+    def evaluate(self, user_emb: Tensor, item_emb: Tensor, return_topk: bool = False) -> Dict[str, object]:
+        """Metrics ``{"recall@20": ..., ...}`` (and ``topk`` ``[n_users, K_max]`` on request)."""
+        device = item_emb.device
+        kmax = max(self.ks)
+        sums = {f"{m}@{k}": 0.0 for m in self.metrics for k in self.ks}
+        topk_all: List[Tensor] = []
+        for start in range(0, self.users.numel(), self.batch_size):
+            users = self.users[start:start + self.batch_size]
+            scores = user_emb[users.to(device)] @ item_emb.t()
+            r, c = self._batch_rows(self.ex_ptr, self.ex_items, users)
+            scores[r.to(device), c.to(device)] = float("-inf")
+            top = torch.topk(scores, kmax, dim=1).indices
+            gt = torch.zeros(users.numel(), self.num_items, dtype=torch.bool, device=device)
+            r, c = self._batch_rows(self.gt_ptr, self.gt_items, users)
+            gt[r.to(device), c.to(device)] = True
+            hits = gt.gather(1, top)
+            num_gt = (self.gt_ptr[users + 1] - self.gt_ptr[users]).to(device)
+            for m in self.metrics:
+                for k in self.ks:
+                    sums[f"{m}@{k}"] += float(METRICS[m](hits, num_gt, k).sum())
+            if return_topk:
+                topk_all.append(top.cpu())
+        n = self.users.numel()
+        out: Dict[str, object] = {key: val / n for key, val in sums.items()}
+        out["num_users"] = n
+        if return_topk:
+            out["topk"] = torch.cat(topk_all)
+            out["topk_users"] = self.users.clone()
+        return out
+
+
+def evaluator_for(data, split: str, mask_val_in_test: bool = False, **kwargs) -> FullRankingEvaluator:
+    """The evaluator of the ``"val"`` or ``"test"`` split of a graph (training items masked)."""
+    from ..data.graph import EDGE, ITEM, USER
+    store = data[EDGE]
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    gt = store.val_edge_index if split == "val" else store.test_edge_index
+    exclude = [store.edge_index]
+    if split == "test" and mask_val_in_test:
+        exclude.append(store.val_edge_index)
+    return FullRankingEvaluator(int(data[USER].num_nodes), int(data[ITEM].num_nodes), gt, exclude, **kwargs)
+
+
+def topk_to_rows(result: Dict[str, object]) -> List[Tuple[int, str]]:
+    """``(user_id, "i1 i2 ...")`` rows of an ``evaluate(..., return_topk=True)`` result."""
+    users = result["topk_users"].tolist()
+    tops = result["topk"].numpy()
+    return [(u, " ".join(map(str, np.asarray(t)))) for u, t in zip(users, tops)]

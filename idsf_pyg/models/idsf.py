@@ -1,0 +1,251 @@
+r"""IDSF: ID embeddings as subtle features of content and structure (section 3 of the paper)."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from ..data.graph import FEATURE_PREFIX, ITEM, modality_names
+from ..losses import bpr_loss, fusion_contrastive_loss, l2_penalty, one_direction_contrastive_loss
+from ..nn import IDSFConv, ModalityAttention
+from .base import Recommender
+
+CONTRAST_SCOPES = ("all", "batch", "sample")
+CONTRAST_PAIRS = ("paper", "one_direction")
+ITEM_HEADS = ("sum", "layernorm_mlp")
+REG_SCOPES = ("params", "batch")
+
+
+class IDSF(Recommender):
+    r"""The IDSF recommender.
+
+    * **Item content module** (eq. (1)–(2)): each modality's features are
+      projected to :math:`d` (:math:`\mathbf{e}_i^m`), enhanced with a
+      modality-specific item ID (:math:`\mathbf{e}_i^{m'} = \mathrm{Att}_m(\mathbf{e}_i^m,
+      \mathbf{e}_i^{mid})`), and the enhanced modalities are fused,
+      :math:`\mathbf{e}_i^c = \mathrm{Att}_c(\mathbf{e}_i^{t'}, \mathbf{e}_i^{v'}, \dots)`.
+    * **Contrastive loss** (eq. (3)–(6)): :math:`\tilde{\mathcal{L}}_C(\mathbf{e}^m, \mathbf{e}^{mid},
+      \mathbf{e}^{m'})` per modality plus :math:`\tilde{\mathcal{L}}_C` of the enhanced
+      modalities against :math:`\mathbf{e}^c`.
+    * **Structural modules** (eq. (7)–(10)): per modality, :math:`K` layers of
+      :class:`~idsf_pyg.nn.IDSFConv` starting from :math:`\mathbf{e}_i^{m,(0)} = \mathbf{e}_i^m`
+      and :math:`\mathbf{e}_u^{m,(0)} = \mathbf{e}_u^{id}` (the paper leaves the
+      users' layer 0 unstated; the user ID is their only representation), with
+      self terms :math:`\gamma\mathbf{e}_i^{mid}` and :math:`\gamma\mathbf{e}_u^{id}`;
+      the layer mean per modality, then attention across modalities.
+    * **Prediction** (eq. (11)): :math:`\hat{y}_{ui} = \mathbf{e}_u^{s\top}(\mathbf{e}_i^c + \mathbf{e}_i^s)`;
+      **objective** (eq. (13)): BPR + :math:`\beta\mathcal{L}_C + \lambda\|\Theta\|_2^2`.
+
+    Args:
+        num_users, num_items, train_edge_index: The training graph.
+        features: Item features by modality name (any number of modalities).
+        embedding_dim: :math:`d` (128).
+        num_layers: :math:`K` (2).
+        gamma: :math:`\gamma` of eq. (7)–(8) (Baby 0.3, Sports 0.3, Clothing 1.0).
+        beta: :math:`\beta` of eq. (13) (Baby 0.3, Sports 1.0, Clothing 1.0).
+        tau: Temperature :math:`\tau` of eq. (5) (0.5).
+        reg_weight: :math:`\lambda` of eq. (13) (1e-4).
+        no_content: Ablation "w/o content": the score uses :math:`\mathbf{e}_i^s` only.
+        no_contrast: Ablation "content w/o contrast": :math:`\beta = 0`.
+        content_no_id: Ablation "content w/o ID": :math:`\mathbf{e}_i^{m'} = \mathbf{e}_i^m`.
+        structure_no_id: Ablation "structure w/o ID": :math:`\gamma = 0`.
+        normalization: ``"sym"`` (paper) or ``"row_self_loop"`` (official code).
+        user_id_self_term: Add :math:`\gamma\mathbf{e}_u^{id}` on the user side
+            (eq. (8), default) or not (items only).
+        trainable_features: Keep the raw features fixed (paper) or train them
+            (official code).
+        item_head: ``"sum"`` (eq. (11)) or ``"layernorm_mlp"`` (official code:
+            ``LayerNorm(ReLU(Linear(.)))`` on both parts before the sum).
+        contrast_pairs: ``"paper"`` (eq. (3), both directions) or
+            ``"one_direction"`` (official code: :math:`I(\mathbf{e}^m, \mathbf{e}')` only).
+        contrast_scope: Items in :math:`\mathcal{L}_C`: ``"all"`` (eq. (3)'s
+            :math:`I`), ``"batch"`` (the batch's positive and negative items) or
+            ``"sample"`` (``contrast_sample_size`` items drawn uniformly per step).
+        reg_scope: ``"params"`` (eq. (13): all parameters) or ``"batch"`` (the
+            batch's final embeddings divided by the batch size, as in LightGCN code).
+    """
+
+    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
+                 embedding_dim: int = 128, num_layers: int = 2, gamma: float = 0.3, beta: float = 0.3,
+                 tau: float = 0.5, reg_weight: float = 1e-4, no_content: bool = False, no_contrast: bool = False,
+                 content_no_id: bool = False, structure_no_id: bool = False, normalization: str = "sym",
+                 user_id_self_term: bool = True, trainable_features: bool = False, item_head: str = "sum",
+                 contrast_pairs: str = "paper", contrast_scope: str = "all", contrast_sample_size: int = 2048,
+                 reg_scope: str = "params"):
+        super().__init__(num_users, num_items, train_edge_index)
+        if not features:
+            raise ValueError("IDSF needs at least one item modality (data['item'].x_<name>)")
+        for name, value, allowed in (("contrast_scope", contrast_scope, CONTRAST_SCOPES),
+                                     ("contrast_pairs", contrast_pairs, CONTRAST_PAIRS),
+                                     ("item_head", item_head, ITEM_HEADS), ("reg_scope", reg_scope, REG_SCOPES)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.modalities: List[str] = list(features)
+        self.embedding_dim, self.num_layers = embedding_dim, num_layers
+        self.gamma, self.beta, self.tau, self.reg_weight = gamma, beta, tau, reg_weight
+        self.no_content, self.no_contrast = no_content, no_contrast
+        self.content_no_id, self.structure_no_id = content_no_id, structure_no_id
+        self.item_head, self.contrast_pairs = item_head, contrast_pairs
+        self.contrast_scope, self.contrast_sample_size = contrast_scope, contrast_sample_size
+        self.reg_scope = reg_scope
+
+        self.raw = nn.ParameterDict({m: nn.Parameter(x.float().clone(), requires_grad=trainable_features)
+                                     for m, x in features.items()})
+        self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
+        self.item_id = nn.ModuleDict({m: nn.Embedding(num_items, embedding_dim) for m in features})
+        self.user_id = nn.Embedding(num_users, embedding_dim)
+        self.enhance_att = nn.ModuleDict({m: ModalityAttention(embedding_dim) for m in features})
+        self.fuse_att = ModalityAttention(embedding_dim)
+        self.item_struct_att = ModalityAttention(embedding_dim)
+        self.user_struct_att = ModalityAttention(embedding_dim)
+        g = 0.0 if structure_no_id else gamma
+        # One conv per direction, shared by all modalities: the normalization is
+        # the same graph's and is computed once (cached).
+        self.conv_to_item = IDSFConv(g, normalization=normalization, cached=True)
+        self.conv_to_user = IDSFConv(g if user_id_self_term else 0.0, normalization=normalization, cached=True)
+        if item_head == "layernorm_mlp":
+            self.head_c = nn.Sequential(nn.Linear(embedding_dim, embedding_dim), nn.ReLU(),
+                                        nn.LayerNorm(embedding_dim))
+            self.head_s = nn.Sequential(nn.Linear(embedding_dim, embedding_dim), nn.ReLU(),
+                                        nn.LayerNorm(embedding_dim))
+        self.reset_parameters()
+
+    @classmethod
+    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "IDSF":
+        """Builds the model from the graph; ``modalities`` selects a subset (Table 4)."""
+        names = modality_names(data)
+        chosen = list(modalities) if modalities else names
+        unknown = [m for m in chosen if m not in names]
+        if unknown:
+            raise ValueError(f"modalities {unknown} are not in the graph (it has {names})")
+        feats = {m: data[ITEM][FEATURE_PREFIX + m] for m in chosen}
+        return cls(*cls.graph_sizes(data), features=feats, **config)
+
+    def reset_parameters(self) -> None:
+        """Xavier initialization of every weight (section 4.1)."""
+        for m in self.modalities:
+            nn.init.xavier_uniform_(self.proj[m].weight)
+            nn.init.zeros_(self.proj[m].bias)
+            nn.init.xavier_uniform_(self.item_id[m].weight)
+            self.enhance_att[m].reset_parameters()
+        nn.init.xavier_uniform_(self.user_id.weight)
+        for att in (self.fuse_att, self.item_struct_att, self.user_struct_att):
+            att.reset_parameters()
+        if self.item_head == "layernorm_mlp":
+            for head in (self.head_c, self.head_s):
+                nn.init.xavier_uniform_(head[0].weight)
+                nn.init.zeros_(head[0].bias)
+                head[2].reset_parameters()
+        self.conv_to_item.reset_parameters()
+        self.conv_to_user.reset_parameters()
+
+    def _apply(self, fn, *args, **kwargs):
+        # The convs cache the normalized adjacency: drop it when the buffers move.
+        out = super()._apply(fn, *args, **kwargs)
+        self.conv_to_item.reset_parameters()
+        self.conv_to_user.reset_parameters()
+        return out
+
+    # ------------------------------------------------------------------ modules
+    def content(self) -> Tuple[Tensor, Dict[str, Tuple[Tensor, Tensor, Tensor]], Dict[str, Tensor]]:
+        """Item content module, eq. (1)–(2).
+
+        Returns ``e_c`` ``[I, d]``, per modality ``(e_m, e_mid, e_m')`` and the
+        attention weights (``"<m>"`` over ``[e_m, e_mid]``, ``"fuse"`` over modalities).
+        """
+        parts, alphas, enhanced = {}, {}, []
+        for m in self.modalities:
+            e_m = self.proj[m](self.raw[m])
+            e_id = self.item_id[m].weight
+            if self.content_no_id:
+                e_enh = e_m
+            else:
+                e_enh, alphas[m] = self.enhance_att[m]([e_m, e_id])
+            parts[m] = (e_m, e_id, e_enh)
+            enhanced.append(e_enh)
+        e_c, alphas["fuse"] = self.fuse_att(enhanced)
+        return e_c, parts, alphas
+
+    def structure(self, parts: Dict[str, Tuple[Tensor, Tensor, Tensor]]) -> Tuple[Tensor, Tensor]:
+        """Item and user structural modules, eq. (7)–(10): returns ``(e_u^s, e_i^s)``."""
+        item_reps, user_reps = [], []
+        u_id = self.user_id.weight
+        for m in self.modalities:
+            items, users = parts[m][0], u_id
+            i_id = parts[m][1]
+            item_sum, user_sum = items, users
+            for _ in range(self.num_layers):
+                new_items = self.conv_to_item((users, items), self.adj_iu, i_id)   # eq. (7)
+                new_users = self.conv_to_user((items, users), self.adj_ui, u_id)   # eq. (8)
+                items, users = new_items, new_users
+                item_sum, user_sum = item_sum + items, user_sum + users
+            item_reps.append(item_sum / (self.num_layers + 1))
+            user_reps.append(user_sum / (self.num_layers + 1))
+        e_i_s, _ = self.item_struct_att(item_reps)   # eq. (9)
+        e_u_s, _ = self.user_struct_att(user_reps)   # eq. (10)
+        return e_u_s, e_i_s
+
+    def forward(self) -> Dict[str, object]:
+        e_c, parts, alphas = self.content()
+        e_u_s, e_i_s = self.structure(parts)
+        if self.no_content:
+            items = e_i_s
+        elif self.item_head == "layernorm_mlp":
+            items = self.head_c(e_c) + self.head_s(e_i_s)
+        else:
+            items = e_c + e_i_s                      # eq. (11)
+        return {"user": e_u_s, "item": items, "content": e_c, "parts": parts, "alphas": alphas}
+
+    def embed(self) -> Tuple[Tensor, Tensor]:
+        out = self.forward()
+        return out["user"], out["item"]
+
+    # -------------------------------------------------------------------- losses
+    def contrastive_loss(self, e_c: Tensor, parts: Dict[str, Tuple[Tensor, Tensor, Tensor]],
+                         rows: Optional[Tensor] = None) -> Tensor:
+        """:math:`\\mathcal{L}_C` of eq. (6), over the items ``rows`` (all if ``None``)."""
+        take = (lambda t: t) if rows is None else (lambda t: t[rows])
+        loss_fn = fusion_contrastive_loss if self.contrast_pairs == "paper" else one_direction_contrastive_loss
+        total = e_c.new_zeros(())
+        if not self.content_no_id:
+            for m in self.modalities:
+                e_m, e_id, e_enh = parts[m]
+                total = total + loss_fn([take(e_m), take(e_id)], take(e_enh), self.tau)
+        if len(self.modalities) > 1:
+            total = total + loss_fn([take(parts[m][2]) for m in self.modalities], take(e_c), self.tau)
+        return total
+
+    def _contrast_rows(self, pos: Tensor, neg: Tensor) -> Optional[Tensor]:
+        if self.contrast_scope == "all":
+            return None
+        if self.contrast_scope == "batch":
+            return torch.unique(torch.cat([pos, neg]))
+        n = min(self.contrast_sample_size, self.num_items)
+        return torch.randperm(self.num_items, device=pos.device)[:n]
+
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+        """Eq. (13): BPR + β·L_C + λ‖Θ‖²."""
+        out = self.forward()
+        u, i, j = out["user"][users], out["item"][pos], out["item"][neg]
+        bpr = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
+        total = bpr
+        logs = {"bpr": float(bpr.detach())}
+        beta = 0.0 if self.no_contrast or self.no_content else self.beta
+        if beta > 0:
+            cl = self.contrastive_loss(out["content"], out["parts"], self._contrast_rows(pos, neg))
+            total = total + beta * cl
+            logs["contrast"] = float(cl.detach())
+        if self.reg_weight > 0:
+            if self.reg_scope == "params":
+                reg = self.reg_weight * l2_penalty(p for p in self.parameters() if p.requires_grad)
+            else:
+                reg = self.reg_weight * l2_penalty([u, i, j]) / (2 * users.numel())
+            total = total + reg
+            logs["reg"] = float(reg.detach())
+        return total, logs
+
+    def extra_repr(self) -> str:
+        return (f"modalities={self.modalities}, d={self.embedding_dim}, K={self.num_layers}, "
+                f"gamma={self.gamma}, beta={self.beta}, tau={self.tau}, contrast_scope='{self.contrast_scope}'")

@@ -1,0 +1,138 @@
+"""IDSF against dense-matrix re-computations of eq. (7)–(11), gradients, ablations and options."""
+import pytest
+import torch
+
+from idsf_pyg.data import EDGE, make_synthetic
+from idsf_pyg.models import BPRMF, IDSF
+
+
+def tiny_graph(n_users=6, n_items=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    edges = [(u, i) for u in range(n_users - 1) for i in range(n_items - 1) if torch.rand(1, generator=g) < 0.5]
+    edges += [(0, 0)] if (0, 0) not in edges else []
+    ei = torch.tensor(sorted(set(edges))).t()
+    feats = {"text": torch.randn(n_items, 7, generator=g), "image": torch.randn(n_items, 5, generator=g)}
+    return ei, feats
+
+
+def dense_structure(model, parts, adj, gamma, user_gamma):
+    """Eq. (7)-(10) with dense matrices: A [U, I], sym-normalized both ways."""
+    du, di = adj.sum(1), adj.sum(0)
+    inv = lambda d: torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))  # noqa: E731
+    n_ui = inv(du)[:, None] * adj * inv(di)[None, :]
+    item_reps, user_reps = [], []
+    for m in model.modalities:
+        items, users = parts[m][0], model.user_id.weight
+        i_sum, u_sum = items, users
+        for _ in range(model.num_layers):
+            items, users = (n_ui.t() @ users + gamma * parts[m][1],
+                            n_ui @ items + user_gamma * model.user_id.weight)
+            i_sum, u_sum = i_sum + items, u_sum + users
+        item_reps.append(i_sum / (model.num_layers + 1))
+        user_reps.append(u_sum / (model.num_layers + 1))
+
+    def att(module, reps):
+        s = torch.stack([torch.tanh(module.lin(r)) @ module.q for r in reps], 1)
+        a = torch.softmax(s, 1)
+        return sum(a[:, k:k + 1] * r for k, r in enumerate(reps))
+    return att(model.user_struct_att, user_reps), att(model.item_struct_att, item_reps)
+
+
+@pytest.mark.parametrize("gamma,user_term", [(0.3, True), (1.0, False)])
+def test_structure_and_score_match_dense_reference(gamma, user_term):
+    torch.manual_seed(0)
+    ei, feats = tiny_graph()
+    model = IDSF(6, 5, ei, feats, embedding_dim=4, gamma=gamma, user_id_self_term=user_term).double()
+    adj = torch.zeros(6, 5, dtype=torch.float64)
+    adj[ei[0], ei[1]] = 1.0
+    with torch.no_grad():
+        out = model()
+        ref_u, ref_i = dense_structure(model, out["parts"], adj, gamma, gamma if user_term else 0.0)
+        e_u_s, e_i_s = model.structure(out["parts"])
+        torch.testing.assert_close(e_u_s, ref_u)
+        torch.testing.assert_close(e_i_s, ref_i)
+        # Eq. (11): score = e_u^s . (e_i^c + e_i^s)
+        u, i = model.embed()
+        torch.testing.assert_close(u @ i.t(), ref_u @ (out["content"] + ref_i).t())
+        # Users 5 and item 4 have no edges: layer k >= 1 holds only the γ·ID term.
+        assert torch.isfinite(u).all() and torch.isfinite(i).all()
+
+
+def test_content_module_follows_eq1_eq2():
+    torch.manual_seed(1)
+    ei, feats = tiny_graph()
+    model = IDSF(6, 5, ei, feats, embedding_dim=4).double()
+    with torch.no_grad():
+        e_c, parts, alphas = model.content()
+        for m in model.modalities:
+            e_m = feats[m].double() @ model.proj[m].weight.t() + model.proj[m].bias
+            torch.testing.assert_close(parts[m][0], e_m)
+            a = alphas[m]
+            torch.testing.assert_close(parts[m][2], a[:, :1] * e_m + a[:, 1:] * model.item_id[m].weight)
+        f = alphas["fuse"]
+        torch.testing.assert_close(e_c, f[:, :1] * parts["text"][2] + f[:, 1:] * parts["image"][2])
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"item_head": "layernorm_mlp"},
+    {"contrast_scope": "batch"},
+    {"contrast_scope": "sample", "contrast_sample_size": 3},
+    {"contrast_pairs": "one_direction", "reg_scope": "batch"},
+    {"normalization": "row_self_loop"},
+    {"trainable_features": True},
+])
+def test_every_parameter_gets_a_gradient(options):
+    torch.manual_seed(2)
+    ei, feats = tiny_graph()
+    model = IDSF(6, 5, ei, feats, embedding_dim=4, **options)
+    loss, parts = model.loss(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.tensor([3, 2, 1]))
+    assert torch.isfinite(loss) and {"bpr", "contrast", "reg"} <= set(parts)
+    loss.backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert model.raw["text"].requires_grad == options.get("trainable_features", False)
+
+
+def test_ablations():
+    torch.manual_seed(3)
+    ei, feats = tiny_graph()
+    with torch.no_grad():
+        m = IDSF(6, 5, ei, feats, embedding_dim=4, content_no_id=True)
+        _, parts, _ = m.content()
+        assert all(torch.equal(parts[k][0], parts[k][2]) for k in m.modalities)
+        m = IDSF(6, 5, ei, feats, embedding_dim=4, structure_no_id=True)
+        assert m.conv_to_item.gamma == 0.0 and m.conv_to_user.gamma == 0.0
+        m = IDSF(6, 5, ei, feats, embedding_dim=4, no_content=True)
+        out = m()
+        torch.testing.assert_close(out["item"], m.structure(out["parts"])[1])
+    _, logs = IDSF(6, 5, ei, feats, embedding_dim=4, no_contrast=True).loss(
+        torch.tensor([0]), torch.tensor([0]), torch.tensor([3]))
+    assert "contrast" not in logs
+
+
+def test_any_number_of_modalities_from_the_graph():
+    data = make_synthetic(num_users=40, num_items=50, min_per_user=5, max_per_user=10)
+    assert IDSF.from_graph(data).modalities == ["view_a", "view_b"]
+    one = IDSF.from_graph(data, modalities=["view_b"], embedding_dim=8)
+    assert one.modalities == ["view_b"]
+    data["item"].x_view_c = torch.randn(50, 3)
+    three = IDSF.from_graph(data, embedding_dim=8)
+    assert three.modalities == ["view_a", "view_b", "view_c"]
+    loss, _ = three.loss(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([2, 3]))
+    loss.backward()
+    with pytest.raises(ValueError, match="not in the graph"):
+        IDSF.from_graph(data, modalities=["text"])
+    with pytest.raises(ValueError, match="contrast_scope"):
+        IDSF.from_graph(data, contrast_scope="everything")
+
+
+def test_bpr_mf_scores_and_gradients():
+    data = make_synthetic(num_users=30, num_items=40, min_per_user=5, max_per_user=8)
+    model = BPRMF.from_graph(data, embedding_dim=8)
+    assert model.score(torch.tensor([0, 1, 2])).shape == (3, 40)
+    loss, _ = model.loss(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([2, 3]))
+    loss.backward()
+    assert model.user_emb.weight.grad.abs().sum() > 0 and model.item_emb.weight.grad.abs().sum() > 0
+    assert model.train_edge_index.shape == data[EDGE].edge_index.shape

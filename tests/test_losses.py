@@ -1,0 +1,57 @@
+"""The losses against brute-force evaluations of eq. (3)–(5) and (12)."""
+import math
+
+import pytest
+import torch
+
+from idsf_pyg.losses import (bpr_loss, fusion_contrastive_loss, l2_penalty, mutual_information,
+                             one_direction_contrastive_loss)
+
+
+def cos(a, b):
+    return float(torch.dot(a, b) / (a.norm() * b.norm()))
+
+
+def brute_mi(a, b, i, tau):
+    """Eq. (4)-(5) for row i, written as loops."""
+    n = a.size(0)
+    i_ii = math.exp(cos(a[i], b[i]) / tau)
+    i_ij = sum(math.exp(cos(a[i], b[j]) / tau) + math.exp(cos(a[i], a[j]) / tau) for j in range(n) if j != i)
+    return math.log(i_ii / (i_ii + i_ij))
+
+
+def test_mutual_information_matches_loops():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(6, 4, generator=g, dtype=torch.float64)
+    got = mutual_information(a, b, 0.5)
+    expected = torch.tensor([brute_mi(a, b, i, 0.5) for i in range(6)], dtype=torch.float64)
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("tau", [0.2, 0.5, 1.0])
+def test_fusion_contrastive_loss_is_eq3(tau):
+    g = torch.Generator().manual_seed(1)
+    t, tid, fused = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    n = t.size(0)
+    # Eq. (3): -1/(4|I|) sum_i sum_{m in {t, tid}} I(e^m, e') + I(e', e^m)
+    total = sum(brute_mi(m, fused, i, tau) + brute_mi(fused, m, i, tau) for i in range(n) for m in (t, tid))
+    expected = -total / (4 * n)
+    got = fusion_contrastive_loss([t, tid], fused, tau)
+    assert abs(float(got) - expected) < 1e-10
+    one_way = -sum(brute_mi(m, fused, i, tau) for i in range(n) for m in (t, tid)) / (2 * n)
+    assert abs(float(one_direction_contrastive_loss([t, tid], fused, tau)) - one_way) < 1e-10
+
+
+def test_contrastive_loss_rewards_agreement():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(32, 8, generator=g)
+    aligned = fusion_contrastive_loss([x, x + 0.01 * torch.randn(32, 8, generator=g)], x, 0.5)
+    random = fusion_contrastive_loss([torch.randn(32, 8, generator=g), torch.randn(32, 8, generator=g)], x, 0.5)
+    assert aligned < random
+
+
+def test_bpr_and_l2():
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    expected = -(math.log(1 / (1 + math.exp(-1.0))) + math.log(1 / (1 + math.exp(1.0)))) / 2
+    assert abs(float(bpr_loss(pos, neg)) - expected) < 1e-6
+    assert float(l2_penalty([torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])])) == 14.0
