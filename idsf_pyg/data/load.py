@@ -149,7 +149,7 @@ def _attach(data: HeteroData, modality: str, spec: FeatureSpec, item_tokens, ite
                              f"'random' (e.g. 'random1') so no table mistakes it for real features")
         dim = int(text.split(":", 1)[1]) if ":" in text else 128
         rng = np.random.default_rng([seed, sum(map(ord, modality))])
-        arr = rng.standard_normal((num_items, dim)).astype(np.float32)
+        arr = rng.standard_normal((num_items, dim), dtype=np.float32)
         add_item_features(data, modality, arr, f"random: N(0,1), dim {dim}, seed {seed} (not real features)")
     elif text == "item-text-minilm":
         if item_file is None or item_tokens is None:

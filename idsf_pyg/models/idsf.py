@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 
 from ..data.graph import FEATURE_PREFIX, ITEM, modality_names
@@ -65,6 +66,9 @@ class IDSF(Recommender):
             ``"sample"`` (``contrast_sample_size`` items drawn uniformly per step).
         reg_scope: ``"params"`` (eq. (13): all parameters) or ``"batch"`` (the
             batch's final embeddings divided by the batch size, as in LightGCN code).
+        checkpoint: Recompute each contrastive term in the backward pass
+            instead of storing its similarity matrices (same values and
+            gradients; far less memory for a little more time).
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
@@ -73,7 +77,7 @@ class IDSF(Recommender):
                  content_no_id: bool = False, structure_no_id: bool = False, normalization: str = "sym",
                  user_id_self_term: bool = True, trainable_features: bool = False, item_head: str = "sum",
                  contrast_pairs: str = "paper", contrast_scope: str = "all", contrast_sample_size: int = 2048,
-                 reg_scope: str = "params"):
+                 reg_scope: str = "params", checkpoint: bool = True):
         super().__init__(num_users, num_items, train_edge_index)
         if not features:
             raise ValueError("IDSF needs at least one item modality (data['item'].x_<name>)")
@@ -90,8 +94,11 @@ class IDSF(Recommender):
         self.item_head, self.contrast_pairs = item_head, contrast_pairs
         self.contrast_scope, self.contrast_sample_size = contrast_scope, contrast_sample_size
         self.reg_scope = reg_scope
+        self.checkpoint = checkpoint
 
-        self.raw = nn.ParameterDict({m: nn.Parameter(x.float().clone(), requires_grad=trainable_features)
+        # Fixed features share the graph's storage; trainable ones get their own copy.
+        self.raw = nn.ParameterDict({m: nn.Parameter(x.float().clone() if trainable_features else x.float(),
+                                                     requires_grad=trainable_features)
                                      for m, x in features.items()})
         self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
         self.item_id = nn.ModuleDict({m: nn.Embedding(num_items, embedding_dim) for m in features})
@@ -208,13 +215,20 @@ class IDSF(Recommender):
         """:math:`\\mathcal{L}_C` of eq. (6), over the items ``rows`` (all if ``None``)."""
         take = (lambda t: t) if rows is None else (lambda t: t[rows])
         loss_fn = fusion_contrastive_loss if self.contrast_pairs == "paper" else one_direction_contrastive_loss
+
+        def term(inputs: List[Tensor], fused: Tensor) -> Tensor:
+            if self.checkpoint and torch.is_grad_enabled():
+                return checkpoint(lambda f, *p: loss_fn(list(p), f, self.tau), fused, *inputs,
+                                  use_reentrant=False)
+            return loss_fn(inputs, fused, self.tau)
+
         total = e_c.new_zeros(())
         if not self.content_no_id:
             for m in self.modalities:
                 e_m, e_id, e_enh = parts[m]
-                total = total + loss_fn([take(e_m), take(e_id)], take(e_enh), self.tau)
+                total = total + term([take(e_m), take(e_id)], take(e_enh))
         if len(self.modalities) > 1:
-            total = total + loss_fn([take(parts[m][2]) for m in self.modalities], take(e_c), self.tau)
+            total = total + term([take(parts[m][2]) for m in self.modalities], take(e_c))
         return total
 
     def _contrast_rows(self, pos: Tensor, neg: Tensor) -> Optional[Tensor]:

@@ -76,8 +76,8 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
             opt.step()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
-            if not math.isfinite(float(loss)):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}: {parts}")
+            if not math.isfinite(float(loss.detach())):
+                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}: {parts}")
         epoch_times.append(time.perf_counter() - t0)
         means = {k: v / len(sampler) for k, v in totals.items()}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
