@@ -77,11 +77,13 @@ class FullRankingEvaluator:
             scores = user_emb[users.to(device)] @ item_emb.t()
             r, c = self._batch_rows(self.ex_ptr, self.ex_items, users)
             scores[r.to(device), c.to(device)] = float("-inf")
-            top = torch.topk(scores, kmax, dim=1).indices
+            top = torch.topk(scores, min(kmax, self.num_items), dim=1).indices
             gt = torch.zeros(users.numel(), self.num_items, dtype=torch.bool, device=device)
             r, c = self._batch_rows(self.gt_ptr, self.gt_items, users)
             gt[r.to(device), c.to(device)] = True
             hits = gt.gather(1, top)
+            if hits.size(1) < kmax:  # fewer items than the cut-off: the missing ranks are misses
+                hits = torch.cat([hits, hits.new_zeros(hits.size(0), kmax - hits.size(1))], dim=1)
             num_gt = (self.gt_ptr[users + 1] - self.gt_ptr[users]).to(device)
             for m in self.metrics:
                 for k in self.ks:
