@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature", action="append", default=[], metavar="NAME=SPEC",
                    help="add/replace an item modality: SPEC is a .npy path, 'random[:dim]' (NAME must start "
                         "with 'random') or 'item-text-minilm' (RecBole .item text)")
-    p.add_argument("--model", choices=sorted(MODELS), help="override the config's model")
+    p.add_argument("--model", choices=sorted(MODELS),
+                   help="train another model on the config's dataset, with that model's defaults from "
+                        "experiments/configs/models/<model>.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model argument, e.g. --set gamma=1.0 --set contrast_scope=batch "
                         "--set structure_no_id=true")
@@ -58,8 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write results.json (and topk.csv) into this folder")
     p.add_argument("--save-topk", action="store_true",
                    help="write each test user's top-20 items (training items excluded) to OUT/topk.csv")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return p
+
+
+def model_defaults(model: str) -> Dict[str, Any]:
+    path = CONFIG_DIR / "models" / f"{model}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"no default config for model {model!r} at {path}")
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
 
 
 def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
@@ -72,9 +83,12 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
     if args.dataset:
         cfg["dataset"] = args.dataset
     if args.model and args.model != cfg.get("model"):
+        # Another model than the config's: its own defaults (configs/models/<model>.yaml) replace the
+        # model arguments and the optimizer settings; the dataset and the protocol stay.
+        defaults = model_defaults(args.model)
         cfg["model"] = args.model
-        # Arguments of another model do not carry over; the common ones do.
-        cfg["model_args"] = {k: v for k, v in cfg["model_args"].items() if k in ("embedding_dim", "reg_weight")}
+        cfg["model_args"] = dict(defaults.get("model_args", {}))
+        cfg["train"].update(defaults.get("train", {}))
     for item in args.feature:
         name, _, spec = item.partition("=")
         cfg["features"][name] = spec
@@ -113,6 +127,8 @@ def main(argv=None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = resolve_config(args)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda was asked for, but torch sees no CUDA device")
 

@@ -39,9 +39,11 @@ def mutual_information(a: Tensor, b: Tensor, tau: float) -> Tensor:
     return inter.diagonal() - log_denom
 
 
-def _masked_self_similarity(x_hat: Tensor, tau: float) -> Tensor:
-    s = x_hat @ x_hat.t() / tau
-    return s.masked_fill(torch.eye(s.size(0), dtype=torch.bool, device=s.device), float("-inf"))
+def _masked_self_similarity(x_hat: Tensor, x_scaled: Tensor) -> Tensor:
+    """``f(x_i, x_j)/τ`` with the ``j == i`` terms set to ``-inf`` (``x_scaled = x_hat / τ``)."""
+    s = x_scaled @ x_hat.t()
+    s.diagonal().fill_(float("-inf"))  # in place is safe: mm's backward needs its inputs only
+    return s
 
 
 def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) -> Tensor:
@@ -58,13 +60,14 @@ def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) 
     once (``f(e^m, e')`` serves both directions).
     """
     f_hat = F.normalize(fused, dim=-1)
-    lse_ff = torch.logsumexp(_masked_self_similarity(f_hat, tau), dim=1)
+    lse_ff = torch.logsumexp(_masked_self_similarity(f_hat, f_hat / tau), dim=1)
     total = fused.new_zeros(())
     for p in parts:
         p_hat = F.normalize(p, dim=-1)
-        s_pf = p_hat @ f_hat.t() / tau
+        p_scaled = p_hat / tau  # 1/τ applied to [N, d], not to the [N, N] similarities
+        s_pf = p_scaled @ f_hat.t()
         pos = s_pf.diagonal()
-        lse_pp = torch.logsumexp(_masked_self_similarity(p_hat, tau), dim=1)
+        lse_pp = torch.logsumexp(_masked_self_similarity(p_hat, p_scaled), dim=1)
         mi_pf = pos - torch.logaddexp(torch.logsumexp(s_pf, dim=1), lse_pp)   # I(e^m, e')
         mi_fp = pos - torch.logaddexp(torch.logsumexp(s_pf, dim=0), lse_ff)   # I(e', e^m)
         total = total + (mi_pf + mi_fp).mean()

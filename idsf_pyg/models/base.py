@@ -10,13 +10,14 @@ The trainer and the evaluator drive all models the same way:
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from ..data.graph import EDGE, ITEM, USER
+from ..data.graph import EDGE, FEATURE_PREFIX, ITEM, USER, modality_names
 
 
 class Recommender(nn.Module):
@@ -31,6 +32,30 @@ class Recommender(nn.Module):
         self.register_buffer("train_edge_index", train_edge_index.clone(), persistent=False)
         self.register_buffer("adj_ui", _csr(users, items, num_users, num_items), persistent=False)
         self.register_buffer("adj_iu", _csr(items, users, num_items, num_users), persistent=False)
+
+    def homogeneous_edge_index(self) -> Tensor:
+        """Training edges of the (users + items) graph in both directions; items offset by ``num_users``."""
+        users, items = self.train_edge_index
+        items = items + self.num_users
+        return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+
+    def normalized_adjacency(self, add_self_loops: bool = False) -> Tensor:
+        r"""CSR :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` of the (users + items) graph,
+        computed once by PyG's ``gcn_norm`` (with or without self loops)."""
+        n = self.num_users + self.num_items
+        ei, w = gcn_norm(self.homogeneous_edge_index(), None, n, add_self_loops=add_self_loops)
+        coo = torch.sparse_coo_tensor(ei, w, (n, n), check_invariants=False).coalesce()
+        return coo.to_sparse_csr()
+
+    @staticmethod
+    def graph_features(data: HeteroData, modalities: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
+        """Item features by modality (all of the graph's, or the named subset), in the graph's order."""
+        names = modality_names(data)
+        chosen = list(modalities) if modalities else names
+        unknown = [m for m in chosen if m not in names]
+        if unknown:
+            raise ValueError(f"modalities {unknown} are not in the graph (it has {names})")
+        return {m: data[ITEM][FEATURE_PREFIX + m] for m in chosen}
 
     @staticmethod
     def graph_sizes(data: HeteroData) -> Tuple[int, int, Tensor]:
@@ -55,3 +80,26 @@ def _csr(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> Tensor:
     vals = torch.ones(idx.size(1))
     coo = torch.sparse_coo_tensor(idx, vals, (n_rows, n_cols), check_invariants=False).coalesce()
     return coo.to_sparse_csr()
+
+
+def sym_norm_csr(edge_index: Tensor, n_rows: int, n_cols: int, weight: Optional[Tensor] = None) -> Tensor:
+    r"""CSR :math:`D_r^{-1/2} A D_c^{-1/2}` of a (possibly weighted) ``[n_rows, n_cols]`` matrix."""
+    w = torch.ones(edge_index.size(1), device=edge_index.device) if weight is None else weight
+    deg_r = torch.zeros(n_rows, device=w.device).index_add_(0, edge_index[0], w)
+    deg_c = torch.zeros(n_cols, device=w.device).index_add_(0, edge_index[1], w)
+    vals = w * deg_r[edge_index[0]].clamp(min=1e-12).rsqrt() * deg_c[edge_index[1]].clamp(min=1e-12).rsqrt()
+    coo = torch.sparse_coo_tensor(edge_index, vals, (n_rows, n_cols), check_invariants=False).coalesce()
+    return coo.to_sparse_csr()
+
+
+def knn_graph_from_features(x: Tensor, k: int, chunk: int = 2048) -> Tensor:
+    """Edges ``[2, N*k]`` from each item to its ``k`` most cosine-similar items (itself included,
+    as in LATTICE/FREEDOM), computed in row chunks."""
+    x = torch.nn.functional.normalize(x.float(), dim=1)
+    rows, cols = [], []
+    for start in range(0, x.size(0), chunk):
+        sim = x[start:start + chunk] @ x.t()
+        top = torch.topk(sim, min(k, x.size(0)), dim=1).indices
+        rows.append(torch.arange(start, start + top.size(0), device=x.device).repeat_interleave(top.size(1)))
+        cols.append(top.reshape(-1))
+    return torch.stack([torch.cat(rows), torch.cat(cols)])

@@ -8,7 +8,6 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 
-from ..data.graph import FEATURE_PREFIX, ITEM, modality_names
 from ..losses import bpr_loss, fusion_contrastive_loss, l2_penalty, one_direction_contrastive_loss
 from ..nn import IDSFConv, ModalityAttention
 from .base import Recommender
@@ -122,13 +121,7 @@ class IDSF(Recommender):
     @classmethod
     def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "IDSF":
         """Builds the model from the graph; ``modalities`` selects a subset (Table 4)."""
-        names = modality_names(data)
-        chosen = list(modalities) if modalities else names
-        unknown = [m for m in chosen if m not in names]
-        if unknown:
-            raise ValueError(f"modalities {unknown} are not in the graph (it has {names})")
-        feats = {m: data[ITEM][FEATURE_PREFIX + m] for m in chosen}
-        return cls(*cls.graph_sizes(data), features=feats, **config)
+        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
 
     def reset_parameters(self) -> None:
         """Xavier initialization of every weight (section 4.1)."""

@@ -43,7 +43,7 @@ def set_seed(seed: int) -> torch.Generator:
 
 
 def train(model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
-          log: Callable[[str], None] = print, save_topk: bool = False) -> Dict[str, Any]:
+          log: Callable[[str], None] = lambda s: print(s, flush=True), save_topk: bool = False) -> Dict[str, Any]:
     """Trains ``model`` on ``data``'s training edges and returns a results dict.
 
     Model selection uses the validation split only: the state with the best
