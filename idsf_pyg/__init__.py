@@ -1,0 +1,10 @@
+"""idsf-pyg: IDSF and multimodal recommendation baselines on PyTorch Geometric.
+
+* :mod:`idsf_pyg.data`   — the user–item ``HeteroData`` schema, readers, splits, synthetic data
+* :mod:`idsf_pyg.nn`     — :class:`~idsf_pyg.nn.IDSFConv` (eq. 7–8), the attention unit (eq. 1–2)
+* :mod:`idsf_pyg.models` — IDSF and the baselines, one shared interface
+* :mod:`idsf_pyg.losses` — BPR, the contrastive loss (eq. 3–6), L2
+* :mod:`idsf_pyg.train`  — negative sampling, the trainer, results provenance
+* :mod:`idsf_pyg.eval`   — ranking metrics and the full-ranking evaluator
+"""
+__version__ = "0.1.0"

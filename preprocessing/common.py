@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import time
@@ -11,16 +10,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from idsf_pyg.data.errors import DataFormatError
+from idsf_pyg.data.readers import sha256_file
 
 PathLike = Union[str, Path]
-
-
-def sha256_file(path: PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def describe_input(path: PathLike) -> Dict[str, Any]:

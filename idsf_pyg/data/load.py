@@ -1,7 +1,6 @@
 """``load_dataset``: a folder or file path -> the graph schema, format detected."""
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Union
@@ -12,7 +11,7 @@ from torch_geometric.data import HeteroData
 from .errors import DataFormatError
 from .graph import add_item_features, build_graph
 from .readers import (Interactions, SPLIT_LABELS, atomic_integer_ids, index_tokens, read_atomic_inter,
-                      read_feature_matrix, read_id_map, read_lattice_split)
+                      read_feature_matrix, read_id_map, read_lattice_split, sha256_file)
 from .split import random_split_per_user
 from .synthetic import make_synthetic
 
@@ -26,14 +25,6 @@ def default_data_root() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _find_lattice(folder: Path) -> Optional[Path]:
@@ -164,4 +155,4 @@ def _attach(data: HeteroData, modality: str, spec: FeatureSpec, item_tokens, ite
     else:
         p = Path(text)
         arr = read_feature_matrix(p, num_items, modality)
-        add_item_features(data, modality, arr, f"file:{p} sha256:{_sha256(p)[:16]}")
+        add_item_features(data, modality, arr, f"file:{p} sha256:{sha256_file(p)[:16]}")

@@ -1,7 +1,7 @@
 """Full-ranking evaluation over all items, batched over users on the model's device."""
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 import torch

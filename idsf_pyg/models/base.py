@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import spmm
 
 from ..data.graph import EDGE, FEATURE_PREFIX, ITEM, USER, modality_names
 
@@ -72,6 +73,36 @@ class Recommender(nn.Module):
         """Scores ``[len(users), num_items]`` (convenience; the evaluator batches ``embed()``)."""
         u, i = self.embed()
         return u[users] @ i.t()
+
+
+class MultimodalRecommender(Recommender):
+    """A recommender that reads item features: keeps them as buffers ``feat_<modality>``."""
+
+    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor]):
+        super().__init__(num_users, num_items, train_edge_index)
+        if not features:
+            raise ValueError(f"{type(self).__name__} needs at least one item modality (data['item'].x_<name>); "
+                             "the graph has none")
+        self.modalities = list(features)
+        for m, x in features.items():
+            self.register_buffer(f"feat_{m}", x.float(), persistent=False)
+
+    def feature(self, modality: str) -> Tensor:
+        return getattr(self, f"feat_{modality}")
+
+    @classmethod
+    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config):
+        """Builds the model from the graph; ``modalities`` selects a subset (default: all)."""
+        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
+
+
+def layer_mean(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
+    r"""LightGCN-style :math:`\frac{1}{K+1}\sum_{k=0}^{K} A^k x` with ``K = num_layers``."""
+    total = x
+    for _ in range(num_layers):
+        x = spmm(adj, x)
+        total = total + x
+    return total / (num_layers + 1)
 
 
 def _csr(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> Tensor:

@@ -1,22 +1,20 @@
 """BM3 (Zhou et al., WWW 2023): bootstrap latent representations for multimodal recommendation."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
-from torch_geometric.utils import spmm
 
-from .base import Recommender
+from .base import MultimodalRecommender, layer_mean
 
 
 def _neg_cos(a: Tensor, b: Tensor) -> Tensor:
     return 1.0 - F.cosine_similarity(a, b, dim=-1)
 
 
-class BM3(Recommender):
+class BM3(MultimodalRecommender):
     r"""BM3: LightGCN over ID embeddings gives the online user/item representations; targets are
     dropout-perturbed, stop-gradient copies (no negative sampling). A shared predictor maps online
     representations; the loss aligns predicted users with target items and vice versa, and each
@@ -31,24 +29,15 @@ class BM3(Recommender):
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
                  embedding_dim: int = 64, n_layers: int = 1, dropout: float = 0.5, cl_weight: float = 2.0,
                  reg_weight: float = 0.1):
-        super().__init__(num_users, num_items, train_edge_index)
-        if not features:
-            raise ValueError("BM3 needs at least one item modality")
-        self.modalities = list(features)
+        super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.n_layers = embedding_dim, n_layers
         self.dropout, self.cl_weight, self.reg_weight = dropout, cl_weight, reg_weight
         self.user_emb = nn.Embedding(num_users, embedding_dim)
         self.item_emb = nn.Embedding(num_items, embedding_dim)
         self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
-        for m, x in features.items():
-            self.register_buffer(f"feat_{m}", x.float(), persistent=False)
         self.predictor = nn.Linear(embedding_dim, embedding_dim)
         self.register_buffer("adj", self.normalized_adjacency(), persistent=False)
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "BM3":
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
 
     def reset_parameters(self) -> None:
         for w in (self.user_emb.weight, self.item_emb.weight, self.predictor.weight):
@@ -59,12 +48,7 @@ class BM3(Recommender):
             nn.init.zeros_(lin.bias)
 
     def online(self) -> Tuple[Tensor, Tensor]:
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        total = x
-        for _ in range(self.n_layers):
-            x = spmm(self.adj, x)
-            total = total + x
-        total = total / (self.n_layers + 1)
+        total = layer_mean(self.adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.n_layers)
         return total[: self.num_users], total[self.num_users:]
 
     def embed(self) -> Tuple[Tensor, Tensor]:
@@ -80,7 +64,7 @@ class BM3(Recommender):
         align = (_neg_cos(u_p, i_tg) + _neg_cos(i_p, u_tg)).mean()
         modal = u_on.new_zeros(())
         for m in self.modalities:
-            f_on = self.proj[m](getattr(self, f"feat_{m}")[pos])
+            f_on = self.proj[m](self.feature(m)[pos])
             with torch.no_grad():
                 f_tg = F.dropout(f_on.detach(), self.dropout)
             f_p = self.predictor(f_on)

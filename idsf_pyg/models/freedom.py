@@ -1,18 +1,17 @@
 """FREEDOM (Zhou & Shen, ACM MM 2023): freezing and denoising graph structures."""
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
 from torch_geometric.utils import spmm
 
 from ..losses import bpr_loss
-from .base import Recommender, knn_graph_from_features, sym_norm_csr
+from .base import MultimodalRecommender, knn_graph_from_features, layer_mean, sym_norm_csr
 
 
-class FREEDOM(Recommender):
+class FREEDOM(MultimodalRecommender):
     r"""FREEDOM:
 
     * a **frozen** item–item graph: per modality the kNN graph (``knn_k``) of the raw features,
@@ -34,10 +33,7 @@ class FREEDOM(Recommender):
                  embedding_dim: int = 64, knn_k: int = 10, n_mm_layers: int = 1, n_ui_layers: int = 2,
                  dropout: float = 0.8, reg_weight: float = 1e-4,
                  modality_weights: Optional[Mapping[str, float]] = None):
-        super().__init__(num_users, num_items, train_edge_index)
-        if not features:
-            raise ValueError("FREEDOM needs at least one item modality")
-        self.modalities = list(features)
+        super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.n_mm_layers, self.n_ui_layers = embedding_dim, n_mm_layers, n_ui_layers
         self.dropout, self.reg_weight = dropout, reg_weight
         if modality_weights is None:
@@ -48,8 +44,6 @@ class FREEDOM(Recommender):
         self.user_emb = nn.Embedding(num_users, embedding_dim)
         self.item_emb = nn.Embedding(num_items, embedding_dim)
         self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
-        for m, x in features.items():
-            self.register_buffer(f"feat_{m}", x.float(), persistent=False)
         # The frozen item-item graph: built once from the raw features.
         adj = None
         for m, x in features.items():
@@ -62,10 +56,6 @@ class FREEDOM(Recommender):
         deg_i = torch.bincount(items, minlength=num_items).float()
         self.register_buffer("keep_prob", (deg_u[users] * deg_i[items]).rsqrt(), persistent=False)
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "FREEDOM":
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_emb.weight)
@@ -91,12 +81,7 @@ class FREEDOM(Recommender):
         h = self.item_emb.weight
         for _ in range(self.n_mm_layers):
             h = spmm(self.item_adj, h)
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        total = x
-        for _ in range(self.n_ui_layers):
-            x = spmm(adj, x)
-            total = total + x
-        total = total / (self.n_ui_layers + 1)
+        total = layer_mean(adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.n_ui_layers)
         return total[: self.num_users], total[self.num_users:] + h
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
@@ -105,7 +90,7 @@ class FREEDOM(Recommender):
         bpr = bpr_loss((u * i_all[pos]).sum(-1), (u * i_all[neg]).sum(-1))
         modal = u.new_zeros(())
         for m in self.modalities:
-            f = self.proj[m](getattr(self, f"feat_{m}"))
+            f = self.proj[m](self.feature(m))
             modal = modal + bpr_loss((u * f[pos]).sum(-1), (u * f[neg]).sum(-1))
         total = bpr + self.reg_weight * modal
         return total, {"bpr": float(bpr.detach()), "modal_bpr": float(modal.detach())}

@@ -1,19 +1,18 @@
 """GRCN (Wei et al., ACM MM 2020): graph-refined convolutional network."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter, softmax
 
 from ..losses import bpr_loss, l2_penalty
-from .base import Recommender, sym_norm_csr
+from .base import MultimodalRecommender, sym_norm_csr
 
 
-class GRCN(Recommender):
+class GRCN(MultimodalRecommender):
     r"""GRCN refines the user–item graph before convolving ID embeddings on it:
 
     * per modality, item content :math:`\mathbf{c}_i^m` (normalized projection of the features) and a
@@ -29,21 +28,12 @@ class GRCN(Recommender):
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
                  embedding_dim: int = 64, routing: int = 3, num_layers: int = 2, reg_weight: float = 1e-4):
-        super().__init__(num_users, num_items, train_edge_index)
-        if not features:
-            raise ValueError("GRCN needs at least one item modality")
-        self.modalities = list(features)
+        super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.routing, self.num_layers, self.reg_weight = embedding_dim, routing, num_layers, reg_weight
         self.id_emb = nn.Embedding(num_users + num_items, embedding_dim)
         self.pref = nn.ParameterDict({m: nn.Parameter(torch.empty(num_users, embedding_dim)) for m in features})
         self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
-        for m, x in features.items():
-            self.register_buffer(f"feat_{m}", x.float(), persistent=False)
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "GRCN":
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.id_emb.weight)
@@ -54,7 +44,7 @@ class GRCN(Recommender):
 
     def _modal(self, m: str) -> Tuple[Tensor, Tensor, Tensor]:
         users, items = self.train_edge_index
-        c = F.normalize(F.leaky_relu(self.proj[m](getattr(self, f"feat_{m}"))), dim=1)
+        c = F.normalize(F.leaky_relu(self.proj[m](self.feature(m))), dim=1)
         p = F.normalize(self.pref[m], dim=1)
         for _ in range(self.routing):
             a = softmax((p[users] * c[items]).sum(-1), users, num_nodes=self.num_users)

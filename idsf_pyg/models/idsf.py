@@ -79,7 +79,9 @@ class IDSF(Recommender):
                  reg_scope: str = "params", checkpoint: bool = True):
         super().__init__(num_users, num_items, train_edge_index)
         if not features:
-            raise ValueError("IDSF needs at least one item modality (data['item'].x_<name>)")
+            raise ValueError("IDSF needs at least one item modality (data['item'].x_<name>) and the graph has none: "
+                             "put image_feat.npy / text_feat.npy next to the interactions, or name substitutes "
+                             "explicitly, e.g. --feature random_image=random:4096")
         for name, value, allowed in (("contrast_scope", contrast_scope, CONTRAST_SCOPES),
                                      ("contrast_pairs", contrast_pairs, CONTRAST_PAIRS),
                                      ("item_head", item_head, ITEM_HEADS), ("reg_scope", reg_scope, REG_SCOPES)):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import LGConv

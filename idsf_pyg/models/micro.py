@@ -1,17 +1,16 @@
 """MICRO (Zhang et al., IEEE TKDE 2022): latent item–item structures with contrastive modality fusion."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
 from torch_geometric.utils import spmm
 
 from ..losses import bpr_loss, l2_penalty, mutual_information
 from ..nn import ModalityAttention
-from .base import Recommender, knn_graph_from_features, sym_norm_csr
+from .base import MultimodalRecommender, knn_graph_from_features, layer_mean, sym_norm_csr
 
 
 def _knn_weights(x: Tensor, k: int) -> Tuple[Tensor, Tensor]:
@@ -26,7 +25,7 @@ def _knn_weights(x: Tensor, k: int) -> Tuple[Tensor, Tensor]:
     return idx, w
 
 
-class MICRO(Recommender):
+class MICRO(MultimodalRecommender):
     r"""MICRO (the extension of LATTICE the IDSF paper compares with):
 
     * per modality an item–item graph :math:`S_m = \lambda S_m^{(0)} + (1-\lambda)\tilde{S}_m`, where
@@ -45,10 +44,7 @@ class MICRO(Recommender):
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
                  embedding_dim: int = 64, knn_k: int = 10, lambda_coeff: float = 0.9, n_item_layers: int = 1,
                  n_ui_layers: int = 2, tau: float = 0.5, cl_weight: float = 0.03, reg_weight: float = 1e-4):
-        super().__init__(num_users, num_items, train_edge_index)
-        if not features:
-            raise ValueError("MICRO needs at least one item modality")
-        self.modalities = list(features)
+        super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.knn_k, self.lambda_coeff = embedding_dim, knn_k, lambda_coeff
         self.n_item_layers, self.n_ui_layers = n_item_layers, n_ui_layers
         self.tau, self.cl_weight, self.reg_weight = tau, cl_weight, reg_weight
@@ -56,16 +52,11 @@ class MICRO(Recommender):
         self.item_emb = nn.Embedding(num_items, embedding_dim)
         self.trs = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
         self.fusion = ModalityAttention(embedding_dim)
-        for m, x in features.items():
-            self.register_buffer(f"feat_{m}", x.float(), persistent=False)
+        for m, x in features.items():  # the frozen kNN graphs of the raw features
             self.register_buffer(f"adj0_{m}", sym_norm_csr(knn_graph_from_features(x, knn_k), num_items, num_items),
                                  persistent=False)
         self.register_buffer("adj", self.normalized_adjacency(), persistent=False)
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "MICRO":
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_emb.weight)
@@ -78,7 +69,7 @@ class MICRO(Recommender):
     def item_views(self) -> Tuple[Tensor, Dict[str, Tensor]]:
         views = {}
         for m in self.modalities:
-            idx, w = _knn_weights(self.trs[m](getattr(self, f"feat_{m}")), self.knn_k)
+            idx, w = _knn_weights(self.trs[m](self.feature(m)), self.knn_k)
             h = self.item_emb.weight
             for _ in range(self.n_item_layers):
                 learned = (w.unsqueeze(-1) * h[idx]).sum(1)
@@ -89,12 +80,7 @@ class MICRO(Recommender):
 
     def _forward(self) -> Tuple[Tensor, Tensor, Tensor, Dict[str, Tensor]]:
         fused, views = self.item_views()
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        total = x
-        for _ in range(self.n_ui_layers):
-            x = spmm(self.adj, x)
-            total = total + x
-        total = total / (self.n_ui_layers + 1)
+        total = layer_mean(self.adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.n_ui_layers)
         items = total[self.num_users:] + F.normalize(fused, dim=1)
         return total[: self.num_users], items, fused, views
 

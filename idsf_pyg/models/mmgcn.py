@@ -1,16 +1,15 @@
 """MMGCN (Wei et al., ACM MM 2019): multi-modal graph convolution network."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
 from torch_geometric.utils import spmm
 
 from ..losses import bpr_loss, l2_penalty
-from .base import Recommender
+from .base import MultimodalRecommender
 
 
 class _ModalGCN(nn.Module):
@@ -37,7 +36,7 @@ class _ModalGCN(nn.Module):
         return x
 
 
-class MMGCN(Recommender):
+class MMGCN(MultimodalRecommender):
     r"""MMGCN: a graph per modality over users and items; each user has a preference vector per
     modality, each item its projected features; the final representation sums the modalities.
 
@@ -47,17 +46,12 @@ class MMGCN(Recommender):
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
                  embedding_dim: int = 64, num_layers: int = 2, reg_weight: float = 1e-4):
-        super().__init__(num_users, num_items, train_edge_index)
-        if not features:
-            raise ValueError("MMGCN needs at least one item modality")
-        self.modalities = list(features)
+        super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.reg_weight = embedding_dim, reg_weight
         self.id_emb = nn.Embedding(num_users + num_items, embedding_dim)
         nn.init.xavier_uniform_(self.id_emb.weight)
         self.gcn = nn.ModuleDict({m: _ModalGCN(num_users, x.size(1), embedding_dim, num_layers)
                                   for m, x in features.items()})
-        for m, x in features.items():
-            self.register_buffer(f"feat_{m}", x.float(), persistent=False)
         # Mean aggregation over neighbours (MMRec's aggr_mode='mean'): D^-1 A, built once.
         n = num_users + num_items
         ei = self.homogeneous_edge_index()
@@ -66,12 +60,8 @@ class MMGCN(Recommender):
         adj = adj.to_sparse_csr()
         self.register_buffer("adj", adj, persistent=False)
 
-    @classmethod
-    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "MMGCN":
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
-
     def embed(self) -> Tuple[Tensor, Tensor]:
-        rep = sum(self.gcn[m](getattr(self, f"feat_{m}"), self.adj, self.id_emb.weight) for m in self.modalities)
+        rep = sum(self.gcn[m](self.feature(m), self.adj, self.id_emb.weight) for m in self.modalities)
         return rep[: self.num_users], rep[self.num_users:]
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:

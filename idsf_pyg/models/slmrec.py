@@ -1,19 +1,17 @@
 """SLMRec (Tao et al., IEEE TMM 2022): self-supervised learning for multimedia recommendation."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
-from torch_geometric.utils import spmm
 
 from ..losses import bpr_loss, l2_penalty, mutual_information
-from .base import Recommender
+from .base import MultimodalRecommender, layer_mean
 
 
-class SLMRec(Recommender):
+class SLMRec(MultimodalRecommender):
     r"""SLMRec with its feature-dropout (FD) self-supervised task:
 
     * one graph per modality plus one for IDs: nodes start from [user embedding of that graph ;
@@ -29,24 +27,15 @@ class SLMRec(Recommender):
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
                  embedding_dim: int = 64, num_layers: int = 2, ssl_dropout: float = 0.1, ssl_tau: float = 0.2,
                  ssl_weight: float = 0.01, reg_weight: float = 1e-4):
-        super().__init__(num_users, num_items, train_edge_index)
-        if not features:
-            raise ValueError("SLMRec needs at least one item modality")
-        self.modalities = list(features)
+        super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.num_layers = embedding_dim, num_layers
         self.ssl_dropout, self.ssl_tau, self.ssl_weight, self.reg_weight = ssl_dropout, ssl_tau, ssl_weight, reg_weight
         self.user_emb = nn.ParameterDict({g: nn.Parameter(torch.empty(num_users, embedding_dim))
                                           for g in ["id", *self.modalities]})
         self.item_id = nn.Parameter(torch.empty(num_items, embedding_dim))
         self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
-        for m, x in features.items():
-            self.register_buffer(f"feat_{m}", x.float(), persistent=False)
         self.register_buffer("adj", self.normalized_adjacency(), persistent=False)
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "SLMRec":
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
 
     def reset_parameters(self) -> None:
         for p in [*self.user_emb.values(), self.item_id]:
@@ -58,13 +47,9 @@ class SLMRec(Recommender):
     def _propagate(self, dropout: float) -> Tensor:
         total = None
         for g in ["id", *self.modalities]:
-            items = self.item_id if g == "id" else self.proj[g](getattr(self, f"feat_{g}"))
+            items = self.item_id if g == "id" else self.proj[g](self.feature(g))
             x = F.dropout(torch.cat([self.user_emb[g], items]), dropout, self.training)
-            acc = x
-            for _ in range(self.num_layers):
-                x = spmm(self.adj, x)
-                acc = acc + x
-            rep = acc / (self.num_layers + 1)
+            rep = layer_mean(self.adj, x, self.num_layers)
             total = rep if total is None else total + rep
         return total
 

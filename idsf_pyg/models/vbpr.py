@@ -1,17 +1,16 @@
 """VBPR (He & McAuley, AAAI 2016): visual Bayesian personalized ranking."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
 
 from ..losses import bpr_loss, l2_penalty
-from .base import Recommender
+from .base import MultimodalRecommender
 
 
-class VBPR(Recommender):
+class VBPR(MultimodalRecommender):
     r"""VBPR: :math:`\hat{y}_{ui} = \boldsymbol{\gamma}_u^\top\boldsymbol{\gamma}_i
     + \boldsymbol{\theta}_u^\top \mathbf{E}\mathbf{f}_i + \boldsymbol{\beta}'^\top\mathbf{f}_i`
     (eq. (2) of its paper; the item and global biases cancel in BPR and are dropped).
@@ -23,11 +22,8 @@ class VBPR(Recommender):
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
                  embedding_dim: int = 64, reg_weight: float = 1e-4):
-        super().__init__(num_users, num_items, train_edge_index)
-        if not features:
-            raise ValueError("VBPR needs at least one item modality")
-        self.modalities: List[str] = list(features)
-        self.register_buffer("features", torch.cat([f.float() for f in features.values()], dim=1),
+        super().__init__(num_users, num_items, train_edge_index, features)
+        self.register_buffer("features", torch.cat([self.feature(m) for m in self.modalities], dim=1),
                              persistent=False)
         half = embedding_dim // 2
         self.embedding_dim, self.reg_weight = embedding_dim, reg_weight
@@ -37,10 +33,6 @@ class VBPR(Recommender):
         self.proj = nn.Linear(self.features.size(1), embedding_dim - half, bias=False)   # E
         self.visual_bias = nn.Linear(self.features.size(1), 1, bias=False)             # β'
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "VBPR":
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
 
     def reset_parameters(self) -> None:
         for w in (self.user_gamma.weight, self.user_theta.weight, self.item_gamma.weight, self.proj.weight,

@@ -48,8 +48,8 @@ def _csr_to_edge_index(adj_t: Tensor) -> Tensor:
 
 class IDSFConv(MessagePassing):
     r"""The ID-enhanced light graph convolution of IDSF, eq. (7)–(8) of
-    `"ID Embedding as Subtle Features of Content and Structure for Multimodal
-    Recommendation" <https://arxiv.org/abs/2311.05956>`_.
+    "ID Embedding as Subtle Features of Content and Structure for Multimodal
+    Recommendation" (Liu et al.).
 
     For one direction ``src -> dst`` of a bipartite user–item graph (users to
     items for eq. (7), items to users for eq. (8)):

@@ -1,5 +1,4 @@
 """Readers and the graph builder on small files written at test time, bad input included."""
-import gzip  # noqa: F401  (kept for symmetry with preprocessing tests)
 import json
 
 import numpy as np
