@@ -34,6 +34,11 @@ class Recommender(nn.Module):
         self.register_buffer("adj_ui", _csr(users, items, num_users, num_items), persistent=False)
         self.register_buffer("adj_iu", _csr(items, users, num_items, num_users), persistent=False)
 
+    @classmethod
+    def from_graph(cls, data: HeteroData, **config) -> "Recommender":
+        """Builds the model from the graph schema (ID-only models need only its training edges)."""
+        return cls(*cls.graph_sizes(data), **config)
+
     def homogeneous_edge_index(self) -> Tensor:
         """Training edges of the (users + items) graph in both directions; items offset by ``num_users``."""
         users, items = self.train_edge_index

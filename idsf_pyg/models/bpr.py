@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
 
 from ..losses import bpr_loss, l2_penalty
 from .base import Recommender
@@ -27,10 +26,6 @@ class BPRMF(Recommender):
         self.user_emb = nn.Embedding(num_users, embedding_dim)
         self.item_emb = nn.Embedding(num_items, embedding_dim)
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, **config) -> "BPRMF":
-        return cls(*cls.graph_sizes(data), **config)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_emb.weight)

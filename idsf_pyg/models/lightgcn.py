@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
 from torch_geometric.nn import LGConv
 
 from ..losses import bpr_loss, l2_penalty
@@ -29,10 +28,6 @@ class LightGCN(Recommender):
         self.conv = LGConv(normalize=False)  # the adjacency below is already normalized
         self.register_buffer("adj", self.normalized_adjacency(), persistent=False)
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, **config) -> "LightGCN":
-        return cls(*cls.graph_sizes(data), **config)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.embedding.weight)

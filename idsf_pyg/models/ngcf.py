@@ -6,7 +6,6 @@ from typing import Dict, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
 from torch_geometric.utils import spmm
 
 from ..losses import bpr_loss, l2_penalty
@@ -38,10 +37,6 @@ class NGCF(Recommender):
         self.w2 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.register_buffer("adj", self.normalized_adjacency(), persistent=False)
         self.reset_parameters()
-
-    @classmethod
-    def from_graph(cls, data: HeteroData, **config) -> "NGCF":
-        return cls(*cls.graph_sizes(data), **config)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.embedding.weight)
