@@ -50,7 +50,7 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
     Args:
         path: The dataset folder or file.
         features: Modality name -> spec. A spec is a ``.npy`` path, an array,
-            ``"random"`` / ``"random:<dim>"`` (seeded Gaussian features: the
+            ``"random[:<dim>[:<std>]]"`` (seeded Gaussian features: the
             modality name must start with ``random``), or ``"item-text-minilm"``
             (the item file's text encoded by all-MiniLM-L6-v2, for RecBole
             folders such as ML-100k).
@@ -138,10 +138,17 @@ def _attach(data: HeteroData, modality: str, spec: FeatureSpec, item_tokens, ite
         if not modality.startswith("random"):
             raise ValueError(f"modality {modality!r} gets random features: its name must start with "
                              f"'random' (e.g. 'random1') so no table mistakes it for real features")
-        dim = int(text.split(":", 1)[1]) if ":" in text else 128
+        parts = text.split(":")
+        try:
+            dim = int(parts[1]) if len(parts) > 1 else 128
+            std = float(parts[2]) if len(parts) > 2 else 1.0
+        except ValueError:
+            raise ValueError(f"random feature spec {text!r} must be random[:dim[:std]]") from None
         rng = np.random.default_rng([seed, sum(map(ord, modality))])
         arr = rng.standard_normal((num_items, dim), dtype=np.float32)
-        add_item_features(data, modality, arr, f"random: N(0,1), dim {dim}, seed {seed} (not real features)")
+        if std != 1.0:
+            arr *= np.float32(std)
+        add_item_features(data, modality, arr, f"random: N(0,{std:g}^2), dim {dim}, seed {seed} (not real features)")
     elif text == "item-text-minilm":
         if item_file is None or item_tokens is None:
             raise DataFormatError(data.source if hasattr(data, "source") else None,

@@ -63,8 +63,9 @@ class IDSF(Recommender):
         contrast_scope: Items in :math:`\mathcal{L}_C`: ``"all"`` (eq. (3)'s
             :math:`I`), ``"batch"`` (the batch's positive and negative items) or
             ``"sample"`` (``contrast_sample_size`` items drawn uniformly per step).
-        reg_scope: ``"params"`` (eq. (13): all parameters) or ``"batch"`` (the
-            batch's final embeddings divided by the batch size, as in LightGCN code).
+        reg_scope: ``"params"`` (eq. (13): all parameters, scaled by :math:`1/|E|` to match
+            the batch-mean BPR, see :meth:`loss`) or ``"batch"`` (the batch's final embeddings
+            divided by the batch size, as in LightGCN's and LATTICE's code).
         checkpoint: Recompute each contrastive term in the backward pass
             instead of storing its similarity matrices (same values and
             gradients; far less memory for a little more time).
@@ -248,7 +249,11 @@ class IDSF(Recommender):
             logs["contrast"] = float(cl.detach())
         if self.reg_weight > 0:
             if self.reg_scope == "params":
+                # Eq. (12) sums BPR over all |E| training triples and eq. (13) adds λ‖Θ‖² once; with the
+                # batch *mean* of BPR used here, the same balance puts λ‖Θ‖² / |E| on each step.
+                # (Adding λ‖Θ‖² unscaled to a mean BPR regularizes |E| times more strongly.)
                 reg = self.reg_weight * l2_penalty(p for p in self.parameters() if p.requires_grad)
+                reg = reg / self.train_edge_index.size(1)
             else:
                 reg = self.reg_weight * l2_penalty([u, i, j]) / (2 * users.numel())
             total = total + reg

@@ -80,6 +80,8 @@ def test_random_features_must_be_named_random(tmp_path):
     data = load_dataset(tmp_path, features={"random1": "random:8"})
     assert data["item"].x_random1.shape == (3, 8)
     assert "not real" in data.feature_sources["random1"]
+    scaled = load_dataset(tmp_path, features={"random1": "random:4000:0.05"})["item"].x_random1
+    assert abs(float(scaled.std()) - 0.05) < 0.005
     with pytest.raises(ValueError, match="must start with 'random'"):
         load_dataset(tmp_path, features={"text": "random"})
 
