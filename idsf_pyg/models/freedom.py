@@ -45,10 +45,14 @@ class FREEDOM(MultimodalRecommender):
         self.item_emb = nn.Embedding(num_items, embedding_dim)
         self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
         # The frozen item-item graph: built once from the raw features.
-        adj = None
+        # Weighted sum of the modalities' kNN graphs, kept sparse (|I| x |I| dense would not fit Clothing).
+        parts = []
         for m, x in features.items():
-            a = sym_norm_csr(knn_graph_from_features(x, knn_k), num_items, num_items).to_dense()
-            adj = modality_weights[m] * a if adj is None else adj + modality_weights[m] * a
+            a = sym_norm_csr(knn_graph_from_features(x, knn_k), num_items, num_items).to_sparse_coo().coalesce()
+            parts.append((a.indices(), modality_weights[m] * a.values()))
+        adj = torch.sparse_coo_tensor(torch.cat([i for i, _ in parts], 1), torch.cat([v for _, v in parts]),
+                                      (num_items, num_items),
+                                      check_invariants=False).coalesce()  # coalesce sums shared edges
         self.register_buffer("item_adj", adj.to_sparse_csr(), persistent=False)
         self.register_buffer("ui_adj", self._ui_adj(self.train_edge_index), persistent=False)
         users, items = self.train_edge_index

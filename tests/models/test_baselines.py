@@ -46,3 +46,12 @@ def test_lightgcn_propagation_matches_pyg(data):
     expected = ref.get_embedding(ours.homogeneous_edge_index())
     u, i = ours.embed()
     torch.testing.assert_close(torch.cat([u, i]), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_freedom_item_graph_is_the_weighted_sum_of_knn_graphs(data):
+    from idsf_pyg.models import FREEDOM
+    from idsf_pyg.models.base import knn_graph_from_features, sym_norm_csr
+    model = FREEDOM.from_graph(data, knn_k=5, modality_weights={"view_a": 0.3, "view_b": 0.7})
+    dense = [sym_norm_csr(knn_graph_from_features(data["item"][f"x_{m}"], 5), 80, 80).to_dense()
+             for m in ("view_a", "view_b")]
+    torch.testing.assert_close(model.item_adj.to_dense(), 0.3 * dense[0] + 0.7 * dense[1])
