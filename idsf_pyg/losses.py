@@ -1,7 +1,7 @@
 r"""Losses: BPR (eq. 12), the IDSF contrastive loss (eq. 3–6) and L2 regularization (eq. 13)."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,11 +39,57 @@ def mutual_information(a: Tensor, b: Tensor, tau: float) -> Tensor:
     return inter.diagonal() - log_denom
 
 
-def _masked_self_similarity(x_hat: Tensor, x_scaled: Tensor) -> Tensor:
-    """``f(x_i, x_j)/τ`` with the ``j == i`` terms set to ``-inf`` (``x_scaled = x_hat / τ``)."""
-    s = x_scaled @ x_hat.t()
-    s.diagonal().fill_(float("-inf"))  # in place is safe: mm's backward needs its inputs only
-    return s
+# Below this temperature exp(f/τ - 1/τ) can underflow float32 for a whole row; use torch.logsumexp.
+_MIN_TAU_FIXED_SHIFT = 2.0 / 80.0
+
+
+class _ShiftedLogSumExp(torch.autograd.Function):
+    r"""Row-wise (and optionally column-wise) :math:`\log\sum\exp` of ``s`` with a
+    fixed shift ``c ≥ max(s)``, optionally leaving out the diagonal.
+
+    ``torch.logsumexp`` subtracts a fresh maximum per call and keeps several
+    ``[N, N]`` temporaries per direction; here one ``exp(s - c)`` buffer serves
+    rows and columns and is the only thing saved for the backward pass, which
+    costs one more ``[N, N]`` buffer: :math:`\partial/\partial s_{ij} =
+    e_{ij}\,(g^r_i / R_i + g^c_j / C_j)`. This is where most of the
+    contrastive loss's time and memory went.
+    """
+
+    @staticmethod
+    def forward(ctx, s: Tensor, shift: float, skip_diagonal: bool, columns: bool):
+        e = s.sub(shift).exp_()
+        if skip_diagonal:
+            e.diagonal().zero_()
+        row_sum = e.sum(1)
+        col_sum = e.sum(0) if columns else row_sum.new_empty(0)
+        ctx.save_for_backward(e, row_sum, col_sum)
+        ctx.columns = columns
+        return row_sum.log() + shift, (col_sum.log() + shift if columns else col_sum)
+
+    @staticmethod
+    def backward(ctx, grad_rows: Optional[Tensor], grad_cols: Optional[Tensor]):
+        e, row_sum, col_sum = ctx.saved_tensors
+        grad = torch.zeros_like(e) if grad_rows is None else e * (grad_rows / row_sum).unsqueeze(1)
+        if ctx.columns and grad_cols is not None:
+            grad.addcmul_(e, (grad_cols / col_sum).unsqueeze(0))
+        return grad, None, None, None
+
+
+def _similarity_lse(x_scaled: Tensor, y_hat: Tensor, tau: float, skip_diagonal: bool = False,
+                    columns: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    r""":math:`\log\sum_j e^{f(x_i, y_j)/\tau}` for every row ``i`` (and, with ``columns``,
+    :math:`\log\sum_i e^{f(x_i, y_j)/\tau}` for every column ``j``) of the cosine similarity
+    matrix of unit rows ``x_hat`` (passed as ``x_scaled = x_hat / τ``) and ``y_hat``;
+    ``skip_diagonal`` leaves out the ``j == i`` terms."""
+    s = x_scaled @ y_hat.t()
+    if tau >= _MIN_TAU_FIXED_SHIFT:
+        # Cosines are at most 1, so 1/τ bounds every entry: no overflow, and no row can underflow
+        # entirely, since entries are at least -1/τ and exp(-2/τ) stays far above float32's minimum.
+        rows, cols = _ShiftedLogSumExp.apply(s, 1.0 / tau, skip_diagonal, columns)
+        return rows, (cols if columns else None)
+    if skip_diagonal:
+        s = s.masked_fill(torch.eye(s.size(0), dtype=torch.bool, device=s.device), float("-inf"))
+    return torch.logsumexp(s, dim=1), (torch.logsumexp(s, dim=0) if columns else None)
 
 
 def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) -> Tensor:
@@ -57,19 +103,21 @@ def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) 
 
     which is eq. (3)'s :math:`-\frac{1}{4|I|}` for two parts. Equal to summing
     :func:`mutual_information` both ways, but each similarity matrix is built
-    once (``f(e^m, e')`` serves both directions).
+    once (``f(e^m, e')`` serves both directions: its rows for
+    :math:`I(\mathbf{e}^m, \mathbf{e}')`, its columns for
+    :math:`I(\mathbf{e}', \mathbf{e}^m)`).
     """
     f_hat = F.normalize(fused, dim=-1)
-    lse_ff = torch.logsumexp(_masked_self_similarity(f_hat, f_hat / tau), dim=1)
+    lse_ff, _ = _similarity_lse(f_hat / tau, f_hat, tau, skip_diagonal=True)
     total = fused.new_zeros(())
     for p in parts:
         p_hat = F.normalize(p, dim=-1)
         p_scaled = p_hat / tau  # 1/τ applied to [N, d], not to the [N, N] similarities
-        s_pf = p_scaled @ f_hat.t()
-        pos = s_pf.diagonal()
-        lse_pp = torch.logsumexp(_masked_self_similarity(p_hat, p_scaled), dim=1)
-        mi_pf = pos - torch.logaddexp(torch.logsumexp(s_pf, dim=1), lse_pp)   # I(e^m, e')
-        mi_fp = pos - torch.logaddexp(torch.logsumexp(s_pf, dim=0), lse_ff)   # I(e', e^m)
+        pos = (p_scaled * f_hat).sum(-1)  # f(e^m_i, e'_i)/τ without touching an [N, N] diagonal
+        lse_pf_rows, lse_pf_cols = _similarity_lse(p_scaled, f_hat, tau, columns=True)
+        lse_pp, _ = _similarity_lse(p_scaled, p_hat, tau, skip_diagonal=True)
+        mi_pf = pos - torch.logaddexp(lse_pf_rows, lse_pp)   # I(e^m, e')
+        mi_fp = pos - torch.logaddexp(lse_pf_cols, lse_ff)   # I(e', e^m)
         total = total + (mi_pf + mi_fp).mean()
     return -total / (2 * len(parts))
 
