@@ -68,6 +68,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
         model.train()
         t0 = time.perf_counter()
         totals: Dict[str, float] = {}
+        objective = 0.0  # the loss actually minimized (weighted sum), not the sum of the logged parts
         for users, pos, neg in tqdm(sampler, desc=f"epoch {epoch}", leave=False,
                                     disable=not config.progress, total=len(sampler)):
             loss, parts = model.loss(users.to(device), pos.to(device), neg.to(device))
@@ -76,8 +77,10 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
             opt.step()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
-            if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}: {parts}")
+            value = float(loss.detach())
+            objective += value
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at epoch {epoch}: {parts}")
         epoch_times.append(time.perf_counter() - t0)
         means = {k: v / len(sampler) for k, v in totals.items()}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
@@ -88,7 +91,8 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
                 val = val_eval.evaluate(u, i)
             eval_times.append(time.perf_counter() - t1)
             score = float(val[config.select_metric])
-            curve.append({"epoch": epoch, "seconds": epoch_times[-1], **{f"loss_{k}": v for k, v in means.items()},
+            curve.append({"epoch": epoch, "seconds": epoch_times[-1], "loss": objective / len(sampler),
+                          **{f"loss_{k}": v for k, v in means.items()},
                           **{f"val_{k}": v for k, v in val.items() if "@" in k}})
             improved = score > best_score
             if improved:
@@ -96,7 +100,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 since_best += 1
-            log(f"epoch {epoch:4d}  loss {sum(means.values()):.4f} {_fmt(means)}  "
+            log(f"epoch {epoch:4d}  loss {objective / len(sampler):.4f} {_fmt(means)}  "
                 f"val {config.select_metric} {score:.5f}{' *' if improved else ''}  ({epoch_times[-1]:.1f}s)")
             bar.set_postfix({config.select_metric: f"{score:.4f}", "best": best_epoch})
             if since_best >= config.patience:
