@@ -18,12 +18,37 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import torch
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def live_tensor_peak_mb(step) -> Optional[float]:
+    """Peak bytes held by live tensors during one call of ``step`` (PyTorch's memory profiler), which
+    separates what the model needs from what the process keeps (imported libraries, allocator reuse).
+    ``None`` where this torch version's profiler does not expose the timeline."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler._memory_profiler import Action
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                     with_stack=True) as prof:
+            step()
+        live, peak = {}, 0
+        total = 0
+        for _, action, (key, _version), size in prof._memory_profile().timeline:
+            if action in (Action.PREEXISTING, Action.CREATE) and key not in live:
+                live[key] = size
+                total += size
+            elif action == Action.DESTROY and key in live:
+                total -= live.pop(key)
+            peak = max(peak, total)
+        return peak / 2 ** 20
+    except Exception:  # a private API: report nothing rather than fail the benchmark
+        return None
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -66,6 +91,15 @@ def worker(args: argparse.Namespace) -> dict:
         epoch_seconds.append(time.perf_counter() - t0)
         if limit is not None and steps >= limit:
             break
+
+    def one_step():
+        model.train()
+        users, pos, neg = next(iter(sampler))
+        loss, _ = model.loss(users.to(device), pos.to(device), neg.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     full = limit is None or steps >= len(sampler) * args.epochs
     per_epoch = sum(epoch_seconds) / len(epoch_seconds) if full else sum(epoch_seconds) / steps * len(sampler)
 
@@ -84,6 +118,8 @@ def worker(args: argparse.Namespace) -> dict:
            "epoch_seconds": per_epoch, "epoch_measured": full, "eval_seconds": min(eval_times),
            "val_recall@20_after_run": float(val["recall@20"]), "peak_rss_mb": peak_rss_mb(),
            "rss_after_import_mb": rss_import, "rss_after_data_mb": rss_data, "threads": torch.get_num_threads()}
+    # After peak RSS is read: the profiler's own records must not count in it.
+    out["live_tensor_peak_mb"] = live_tensor_peak_mb(one_step) if device.type == "cpu" else None
     if device.type == "cuda":
         out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
         out["gpu"] = torch.cuda.get_device_name(device)
@@ -131,7 +167,9 @@ def main(argv=None) -> None:
     for r in rows:
         epoch = f"{r['epoch_seconds']:.1f}" + ("" if r["epoch_measured"] else f" (est. from {r['steps']} steps)")
         mem = (f"{r['cuda_peak_allocated_mb']:.0f} GPU / {r['peak_rss_mb']:.0f} RSS" if "cuda_peak_allocated_mb" in r
-               else f"{r['peak_rss_mb']:.0f} RSS ({r['rss_after_import_mb']:.0f} after imports)")
+               else f"{r['peak_rss_mb']:.0f} RSS ({r['rss_after_import_mb']:.0f} after imports"
+               + (f", live tensors at most {r['live_tensor_peak_mb']:.0f} in a step)"
+                  if r.get("live_tensor_peak_mb") is not None else ")"))
         print(f"| {r['device']} | {r['scope']} | {epoch} | {r['eval_seconds']:.2f} | {mem} |")
 
 
