@@ -19,8 +19,10 @@ class BM3(MultimodalRecommender):
     dropout-perturbed, stop-gradient copies (no negative sampling). A shared predictor maps online
     representations; the loss aligns predicted users with target items and vice versa, and each
     modality's projected features with the target items (inter-modality) and with their own targets
-    (intra-modality), weighted by ``cl_weight``; plus ``reg_weight`` times the squared norm of the
-    batch's online embeddings. Scores use the predictor's outputs.
+    (intra-modality), weighted by ``cl_weight``; plus ``reg_weight`` times the Frobenius norms of all
+    online embeddings over the item count (the official code's ``EmbLoss``). The online items are the
+    LightGCN layer mean plus the item ID embedding (a residual, as in the official code). Scores use the
+    predictor's outputs. Unlike the official code, the raw features stay fixed (not fine-tuned).
 
     Defaults from the paper / MMRec config: d = 64, n_layers 1, dropout 0.5, cl_weight 2.0,
     reg_weight 0.1, lr 1e-3. The negatives of the BPR sampler are ignored.
@@ -49,7 +51,9 @@ class BM3(MultimodalRecommender):
 
     def online(self) -> Tuple[Tensor, Tensor]:
         total = layer_mean(self.adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.n_layers)
-        return total[: self.num_users], total[self.num_users:]
+        # Items keep a residual of their ID embedding on top of the layer mean (as BM3's code does);
+        # without it the bootstrap targets drift and validation recall falls after a few epochs.
+        return total[: self.num_users], total[self.num_users:] + self.item_emb.weight
 
     def embed(self) -> Tuple[Tensor, Tensor]:
         u, i = self.online()
@@ -69,6 +73,7 @@ class BM3(MultimodalRecommender):
                 f_tg = F.dropout(f_on.detach(), self.dropout)
             f_p = self.predictor(f_on)
             modal = modal + (_neg_cos(f_p, i_tg) + _neg_cos(f_p, f_tg)).mean()
-        reg = self.reg_weight * (u_on[users].pow(2).sum(-1) + i_on[pos].pow(2).sum(-1)).mean() / 2
+        # BM3's code: Frobenius norms (not squared) of all online embeddings, divided by the item count.
+        reg = self.reg_weight * (u_on.norm() + i_on.norm()) / self.num_items
         total = align + self.cl_weight * modal + reg
         return total, {"align": float(align.detach()), "modal": float(modal.detach()), "reg": float(reg.detach())}
