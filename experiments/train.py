@@ -27,7 +27,14 @@ DEFAULT_CONFIG = CONFIG_DIR / "synthetic.yaml"
 
 def parse_value(text: str) -> Any:
     """``--set k=v`` values: YAML scalars (1e-4, true, [10, 20], batch)."""
-    return yaml.safe_load(text)
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        # YAML 1.1 reads 1e-4 (no dot) as a string; a hyper-parameter that looks like a number is one.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,135 @@
+"""Grid search over hyper-parameters, selected on the validation split only.
+
+    python -m experiments.search --config experiments/configs/baby.yaml --model bpr \\
+        --grid lr=1e-4,5e-4,1e-3 --grid embedding_dim=64,128
+    python -m experiments.search --config experiments/configs/ml100k.yaml --grid gamma=0.1,0.3,1.0 --grid beta=0.1,0.3
+
+Every combination of the --grid values is trained by experiments.train (early stopping on validation,
+test read once at the best validation epoch) into OUT/<key=value,...>/results.json; finished
+combinations are read back, not repeated. The combination with the best validation metric (default
+recall@20; ties go to the earlier one in grid order) is selected, and only its test metrics are reported:
+search.csv lists the validation metrics of every combination and the test metrics of the selected one,
+selected.json names it. `lr`, `batch_size` and `epochs` go to the trainer; every other key is a model
+argument (as --set KEY=VALUE).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+from experiments.train import main as train_main
+from experiments.train import parse_value
+
+TRAIN_KEYS = {"lr": "--lr", "batch_size": "--batch-size", "epochs": "--epochs"}
+
+
+def parse_grid(specs: Sequence[str]) -> List[Tuple[str, List[Any]]]:
+    """``["lr=1e-3,1e-4", "embedding_dim=64"]`` -> ``[("lr", [0.001, 0.0001]), ("embedding_dim", [64])]``."""
+    grid = []
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise SystemExit(f"--grid {spec!r}: expected KEY=V1,V2,...")
+        if key.strip() in (k for k, _ in grid):
+            raise SystemExit(f"--grid {spec!r}: key {key.strip()!r} given twice")
+        grid.append((key.strip(), [parse_value(v.strip()) for v in values.split(",") if v.strip()]))
+    return grid
+
+
+def combinations(grid: List[Tuple[str, List[Any]]]) -> List[Dict[str, Any]]:
+    keys = [k for k, _ in grid]
+    return [dict(zip(keys, values)) for values in itertools.product(*(v for _, v in grid))]
+
+
+def combo_name(combo: Dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in combo.items()) or "defaults"
+
+
+def train_args(combo: Dict[str, Any]) -> List[str]:
+    argv = []
+    for k, v in combo.items():
+        argv += [TRAIN_KEYS[k], str(v)] if k in TRAIN_KEYS else ["--set", f"{k}={json.dumps(v)}"]
+    return argv
+
+
+def select(results: Dict[str, dict], metric: str = "recall@20") -> str:
+    """The name of the run with the best *validation* ``metric``; the earliest one wins ties.
+    Test metrics are never looked at."""
+    if not results:
+        raise ValueError("no finished runs to select from")
+    best_name, best = None, None
+    for name, r in results.items():
+        if metric not in r.get("val", {}):
+            raise KeyError(f"run {name!r} has no validation {metric!r}")
+        if best is None or r["val"][metric] > best:
+            best_name, best = name, r["val"][metric]
+    return best_name
+
+
+def main(argv=None) -> Dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m experiments.search", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, required=True, help="dataset config, as for experiments.train")
+    p.add_argument("--model", help="model to search (default: the config's)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...", required=True,
+                   help="values to try for one hyper-parameter (repeat for a product grid)")
+    p.add_argument("--metric", default="recall@20", help="validation metric to select on (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="folder for the runs (default: runs/search/<config>_<model>)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--max-seconds", type=float, help="per-run cap on training time")
+    p.add_argument("--extra", default="", help="extra arguments for every experiments.train run, quoted")
+    args = p.parse_args(argv)
+
+    grid = parse_grid(args.grid)
+    model_tag = args.model or "config-model"
+    out = args.out or Path("runs") / "search" / f"{args.config.stem}_{model_tag}"
+    results: Dict[str, dict] = {}
+    for combo in combinations(grid):
+        name = combo_name(combo)
+        done = out / name / "results.json"
+        if done.is_file():
+            print(f"[search] {name}: finished earlier, reading {done}")
+        else:
+            print(f"[search] {name}: training", flush=True)
+            run = ["--config", str(args.config), "--device", args.device, "--seed", str(args.seed),
+                   "--out", str(out / name), "--no-progress", *train_args(combo)]
+            if args.model:
+                run += ["--model", args.model]
+            if args.threads:
+                run += ["--threads", str(args.threads)]
+            if args.max_seconds:
+                run += ["--max-seconds", str(args.max_seconds)]
+            train_main(run + args.extra.split())
+        results[name] = json.loads(done.read_text())
+
+    chosen = select(results, args.metric)
+    keys = ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20"]
+    with open(out / "search.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "selected", "best_epoch", "stopped", *[f"val_{k}" for k in keys],
+                    *[f"test_{k}" for k in keys]])
+        for name, r in results.items():
+            sel = name == chosen
+            w.writerow([name, int(sel), r["best_epoch"], r["stopped"], *[r["val"].get(k, "") for k in keys],
+                        *[(r["test"].get(k, "") if sel else "") for k in keys]])
+    summary = {"selected": chosen, "selected_on": f"val {args.metric}", "grid": dict(grid),
+               "val": results[chosen]["val"], "test": results[chosen]["test"],
+               "runs": {n: r["val"].get(args.metric) for n, r in results.items()}}
+    (out / "selected.json").write_text(json.dumps(summary, indent=2))
+    print(f"\n| run | val {args.metric} |\n|---|---|")
+    for name, r in results.items():
+        print(f"| {name}{' (selected)' if name == chosen else ''} | {100 * r['val'][args.metric]:.3f} |")
+    print(f"\nselected on validation: {chosen}; its test metrics (read once): "
+          + ", ".join(f"{k} {100 * results[chosen]['test'][k]:.3f}" for k in keys if k in results[chosen]["test"]))
+    print(f"wrote {out / 'search.csv'} and {out / 'selected.json'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
