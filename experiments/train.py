@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="override the config's dataset: 'synthetic', a path, or a path relative "
                                      "to $IDSF_DATA (default ../shared/data)")
     p.add_argument("--feature", action="append", default=[], metavar="NAME=SPEC",
-                   help="add/replace an item modality: SPEC is a .npy path, 'random[:dim]' (NAME must start "
+                   help="add/replace an item modality: SPEC is a .npy path, 'random[:dim[:std]]' (NAME must start "
                         "with 'random') or 'item-text-minilm' (RecBole .item text)")
     p.add_argument("--model", choices=sorted(MODELS),
                    help="train another model on the config's dataset, with that model's defaults from "
