@@ -37,8 +37,7 @@ def live_tensor_peak_mb(step) -> Optional[float]:
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
                      with_stack=True) as prof:
             step()
-        live, peak = {}, 0
-        total = 0
+        live, total, peak = {}, 0, 0
         for _, action, (key, _version), size in prof._memory_profile().timeline:
             if action in (Action.PREEXISTING, Action.CREATE) and key not in live:
                 live[key] = size

@@ -21,8 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from experiments.train import main as train_main
-from experiments.train import parse_value
+from experiments.train import add_run_options, parse_value, run_options, run_resumable
 
 TRAIN_KEYS = {"lr": "--lr", "batch_size": "--batch-size", "epochs": "--epochs"}
 
@@ -79,34 +78,18 @@ def main(argv=None) -> Dict[str, Any]:
                    help="values to try for one hyper-parameter (repeat for a product grid)")
     p.add_argument("--metric", default="recall@20", help="validation metric to select on (default: %(default)s)")
     p.add_argument("--out", type=Path, help="folder for the runs (default: runs/search/<config>_<model>)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--max-seconds", type=float, help="per-run cap on training time")
-    p.add_argument("--extra", default="", help="extra arguments for every experiments.train run, quoted")
+    add_run_options(p)
     args = p.parse_args(argv)
 
     grid = parse_grid(args.grid)
     model_tag = args.model or "config-model"
     out = args.out or Path("runs") / "search" / f"{args.config.stem}_{model_tag}"
     results: Dict[str, dict] = {}
+    model = ["--model", args.model] if args.model else []
     for combo in combinations(grid):
         name = combo_name(combo)
-        done = out / name / "results.json"
-        if done.is_file():
-            print(f"[search] {name}: finished earlier, reading {done}")
-        else:
-            print(f"[search] {name}: training", flush=True)
-            run = ["--config", str(args.config), "--device", args.device, "--seed", str(args.seed),
-                   "--out", str(out / name), "--no-progress", *train_args(combo)]
-            if args.model:
-                run += ["--model", args.model]
-            if args.threads:
-                run += ["--threads", str(args.threads)]
-            if args.max_seconds:
-                run += ["--max-seconds", str(args.max_seconds)]
-            train_main(run + args.extra.split())
-        results[name] = json.loads(done.read_text())
+        results[name] = run_resumable(out / name, ["--config", str(args.config), *model, *train_args(combo),
+                                                   *run_options(args)], f"[search] {name}")
 
     chosen = select(results, args.metric)
     keys = ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20"]

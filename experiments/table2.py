@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 from typing import Dict, List
 
-from experiments.train import CONFIG_DIR
-from experiments.train import main as train_main
+from experiments.train import CONFIG_DIR, add_run_options, run_options, run_resumable
 
 ORDER = ["bpr", "ngcf", "lightgcn", "vbpr", "mmgcn", "grcn", "slmrec", "micro", "bm3", "freedom", "idsf"]
 CF = {"bpr", "ngcf", "lightgcn"}
@@ -54,11 +52,7 @@ def main(argv=None) -> Dict[str, dict]:
     p.add_argument("--dataset", required=True, help="a config name in experiments/configs/ (e.g. baby_random)")
     p.add_argument("--models", default=",".join(ORDER), help="comma-separated subset (default: all)")
     p.add_argument("--out", type=Path, help="folder for runs and tables (default: runs/table2/<dataset>)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--max-seconds", type=float, help="per-model cap on training time")
-    p.add_argument("--extra", default="", help="extra arguments for every experiments.train run, quoted")
+    add_run_options(p)
     args = p.parse_args(argv)
     config = CONFIG_DIR / f"{args.dataset}.yaml"
     if not config.is_file():
@@ -66,20 +60,8 @@ def main(argv=None) -> Dict[str, dict]:
     out = args.out or Path("runs") / "table2" / args.dataset
     results: Dict[str, dict] = {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        run_dir = out / model
-        done = run_dir / "results.json"
-        if done.is_file():
-            print(f"[table2] {model}: finished earlier, reading {done}")
-        else:
-            print(f"[table2] {model}: training", flush=True)
-            argv_run = ["--config", str(config), "--model", model, "--device", args.device, "--seed", str(args.seed),
-                        "--out", str(run_dir), "--no-progress"]
-            if args.threads:
-                argv_run += ["--threads", str(args.threads)]
-            if args.max_seconds:
-                argv_run += ["--max-seconds", str(args.max_seconds)]
-            train_main(argv_run + args.extra.split())
-        results[model] = json.loads(done.read_text())
+        results[model] = run_resumable(out / model, ["--config", str(config), "--model", model, *run_options(args)],
+                                       f"[table2] {model}")
     rows = table(results, args.dataset)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "table2.csv", "w", newline="") as f:

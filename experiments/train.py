@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -178,6 +179,37 @@ def main(argv=None) -> Dict[str, Any]:
     elif args.save_topk:
         print("--save-topk needs --out DIR; top-k lists were not written")
     return result
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The per-run options of the drivers that train many runs (table2, search)."""
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--max-seconds", type=float, help="per-run cap on training time")
+    p.add_argument("--extra", default="", help="extra arguments for every experiments.train run, quoted")
+
+
+def run_options(args: argparse.Namespace) -> List[str]:
+    """Those options as experiments.train arguments."""
+    argv = ["--device", args.device, "--seed", str(args.seed)]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.max_seconds:
+        argv += ["--max-seconds", str(args.max_seconds)]
+    return argv + args.extra.split()
+
+
+def run_resumable(run_dir: Path, argv: List[str], tag: str) -> Dict[str, Any]:
+    """Trains ``argv`` into ``run_dir`` unless ``run_dir/results.json`` already exists, and returns
+    the results either way, so that an interrupted sweep resumes where it stopped."""
+    done = run_dir / "results.json"
+    if done.is_file():
+        print(f"{tag}: finished earlier, reading {done}")
+    else:
+        print(f"{tag}: training", flush=True)
+        main([*argv, "--out", str(run_dir), "--no-progress"])
+    return json.loads(done.read_text())
 
 
 if __name__ == "__main__":
