@@ -22,6 +22,8 @@ from typing import Optional
 
 import torch
 
+from idsf_pyg.cli import DEBUG_HELP, entry_point
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -51,11 +53,11 @@ def live_tensor_peak_mb(step) -> Optional[float]:
 
 
 def worker(args: argparse.Namespace) -> dict:
-    from experiments.train import dataset_path
     from idsf_pyg.data import EDGE, ITEM, load_dataset
     from idsf_pyg.eval import evaluator_for
     from idsf_pyg.models import IDSF
     from idsf_pyg.train import BPRSampler, set_seed
+    from idsf_pyg.train.run import dataset_path
 
     device = torch.device(args.device)
     gen = set_seed(0)
@@ -136,6 +138,7 @@ def main(argv=None) -> None:
                    help="stop after this many steps and extrapolate (0: full epochs); "
                         "the 'all' scope on CPU uses 3 unless set")
     p.add_argument("--eval-repeats", type=int, default=3, help="full evaluations to time (the fastest counts)")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--scope", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -156,7 +159,7 @@ def main(argv=None) -> None:
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
                 print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-                raise SystemExit(f"bench worker for {scope} on {device} failed")
+                raise RuntimeError(f"bench worker for {scope} on {device} failed (its output is above)")
             rows.append(json.loads(line[7:]))
             print("[bench] " + line[7:], flush=True)
     print(f"\nIDSF on {args.dataset}, random features (4096-d + 384-d), d=128, K=2, batch 1024, "
@@ -173,4 +176,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

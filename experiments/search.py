@@ -4,13 +4,14 @@
         --grid lr=1e-4,5e-4,1e-3 --grid embedding_dim=64,128
     python -m experiments.search --config experiments/configs/ml100k.yaml --grid gamma=0.1,0.3,1.0 --grid beta=0.1,0.3
 
-Every combination of the --grid values is trained by experiments.train (early stopping on validation,
-test read once at the best validation epoch) into OUT/<key=value,...>/results.json; finished
-combinations are read back, not repeated. The combination with the best validation metric (default
+Every combination of the --grid values is trained like experiments.train (early stopping on validation,
+test read once at the best validation epoch) into OUT/<key=value,...>/results.json; a finished
+combination is read back only when its run key (resolved config, seed, data fingerprint, features)
+equals this one's, and an interrupted one resumes from its checkpoint. The combination with the best validation metric (default
 recall@20; ties go to the earlier one in grid order) is selected, and only its test metrics are reported:
 search.csv lists the validation metrics of every combination and the test metrics of the selected one,
-selected.json names it. `lr`, `batch_size` and `epochs` go to the trainer; every other key is a model
-argument (as --set KEY=VALUE).
+selected.json names it. Keys are routed as --set KEY=VALUE: training settings (lr, batch_size, epochs,
+patience, ...) go to the trainer, every other key is a model argument.
 """
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from experiments.train import add_run_options, parse_value, run_options, run_resumable
-
-TRAIN_KEYS = {"lr": "--lr", "batch_size": "--batch-size", "epochs": "--epochs"}
+from experiments.train import add_run_options, parse_value, run_config, run_resumable
+from idsf_pyg.cli import entry_point
+from idsf_pyg.errors import ConfigError
+from idsf_pyg.io import atomic_open, write_json
+from idsf_pyg.train.config import METRIC_NAMES
 
 
 def parse_grid(specs: Sequence[str]) -> List[Tuple[str, List[Any]]]:
@@ -32,9 +35,9 @@ def parse_grid(specs: Sequence[str]) -> List[Tuple[str, List[Any]]]:
     for spec in specs:
         key, sep, values = spec.partition("=")
         if not sep or not key.strip() or not values.strip():
-            raise SystemExit(f"--grid {spec!r}: expected KEY=V1,V2,...")
+            raise ConfigError(f"{spec!r}: expected KEY=V1,V2,...", "--grid")
         if key.strip() in (k for k, _ in grid):
-            raise SystemExit(f"--grid {spec!r}: key {key.strip()!r} given twice")
+            raise ConfigError(f"{spec!r}: key {key.strip()!r} given twice", "--grid")
         grid.append((key.strip(), [parse_value(v.strip()) for v in values.split(",") if v.strip()]))
     return grid
 
@@ -49,9 +52,10 @@ def combo_name(combo: Dict[str, Any]) -> str:
 
 
 def train_args(combo: Dict[str, Any]) -> List[str]:
+    """A combination as experiments.train options (``--set KEY=VALUE`` each)."""
     argv = []
     for k, v in combo.items():
-        argv += [TRAIN_KEYS[k], str(v)] if k in TRAIN_KEYS else ["--set", f"{k}={json.dumps(v)}"]
+        argv += ["--set", f"{k}={json.dumps(v)}"]
     return argv
 
 
@@ -84,16 +88,21 @@ def main(argv=None) -> Dict[str, Any]:
     grid = parse_grid(args.grid)
     model_tag = args.model or "config-model"
     out = args.out or Path("runs") / "search" / f"{args.config.stem}_{model_tag}"
-    results: Dict[str, dict] = {}
     model = ["--model", args.model] if args.model else []
-    for combo in combinations(grid):
-        name = combo_name(combo)
-        results[name] = run_resumable(out / name, ["--config", str(args.config), *model, *train_args(combo),
-                                                   *run_options(args)], f"[search] {name}")
+    # Every combination's config is resolved (and checked) before the first one trains.
+    configs = {combo_name(c): run_config(args.config, args, [*model, *train_args(c)]) for c in combinations(grid)}
+    first = next(iter(configs.values()))
+    metric, _, k = args.metric.partition("@")
+    if metric not in METRIC_NAMES or not k.isdigit() or int(k) not in first.train.ks:
+        raise ConfigError(f"{args.metric!r} is not a validation metric of these runs: use <metric>@<k> with metric "
+                          f"one of {', '.join(METRIC_NAMES)} and k in {first.train.ks}", "--metric")
+    results: Dict[str, dict] = {}
+    for name, cfg in configs.items():
+        results[name] = run_resumable(out / name, cfg, args, f"[search] {name}")
 
     chosen = select(results, args.metric)
     keys = ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20"]
-    with open(out / "search.csv", "w", newline="") as f:
+    with atomic_open(out / "search.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["run", "selected", "best_epoch", "stopped", *[f"val_{k}" for k in keys],
                     *[f"test_{k}" for k in keys]])
@@ -104,7 +113,7 @@ def main(argv=None) -> Dict[str, Any]:
     summary = {"selected": chosen, "selected_on": f"val {args.metric}", "grid": dict(grid),
                "val": results[chosen]["val"], "test": results[chosen]["test"],
                "runs": {n: r["val"].get(args.metric) for n, r in results.items()}}
-    (out / "selected.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "selected.json", summary)
     print(f"\n| run | val {args.metric} |\n|---|---|")
     for name, r in results.items():
         print(f"| {name}{' (selected)' if name == chosen else ''} | {100 * r['val'][args.metric]:.3f} |")
@@ -115,4 +124,4 @@ def main(argv=None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

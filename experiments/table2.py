@@ -6,8 +6,11 @@
 --dataset names a dataset config in experiments/configs/ (baby, baby_random, sports, clothing, ml100k,
 synthetic): it fixes the data, the features and IDSF's per-dataset hyper-parameters; every other model
 uses its own defaults from experiments/configs/models/<model>.yaml. Each run writes
-OUT/<model>/results.json; runs already finished are not repeated (delete the file to redo one). Model
-selection is on validation; the table shows the test metrics read once at the selected epoch.
+OUT/<model>/results.json. A run finished earlier is read back only when its key (resolved config,
+seed, data fingerprint, features) equals this one's; a folder holding a run of another configuration
+is refused with the difference named (--overwrite retrains it); an interrupted run resumes from its
+checkpoint. Model selection is on validation; the table shows the test metrics read once at the
+selected epoch.
 """
 from __future__ import annotations
 
@@ -16,7 +19,11 @@ import csv
 from pathlib import Path
 from typing import Dict, List
 
-from experiments.train import CONFIG_DIR, add_run_options, run_options, run_resumable
+from experiments.train import CONFIG_DIR, add_run_options, run_config, run_resumable
+from idsf_pyg.cli import entry_point
+from idsf_pyg.errors import ConfigError
+from idsf_pyg.io import atomic_open, write_text
+from idsf_pyg.models import MODELS
 
 ORDER = ["bpr", "ngcf", "lightgcn", "vbpr", "mmgcn", "grcn", "slmrec", "micro", "bm3", "freedom", "idsf"]
 CF = {"bpr", "ngcf", "lightgcn"}
@@ -56,29 +63,32 @@ def main(argv=None) -> Dict[str, dict]:
     args = p.parse_args(argv)
     config = CONFIG_DIR / f"{args.dataset}.yaml"
     if not config.is_file():
-        raise SystemExit(f"no dataset config {config}")
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"no dataset config {config}; known: {', '.join(known)}", "--dataset")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ConfigError(f"unknown models {unknown}; known: {', '.join(ORDER)}", "--models")
     out = args.out or Path("runs") / "table2" / args.dataset
+    configs = {m: run_config(config, args, ["--model", m]) for m in models}  # all checked before training
     results: Dict[str, dict] = {}
-    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        results[model] = run_resumable(out / model, ["--config", str(config), "--model", model, *run_options(args)],
-                                       f"[table2] {model}")
+    for model in models:
+        results[model] = run_resumable(out / model, configs[model], args, f"[table2] {model}")
     rows = table(results, args.dataset)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "table2.csv", "w", newline="") as f:
+    with atomic_open(out / "table2.csv", "w", newline="") as f:
         csv.writer(f).writerows([[c.replace("**", "").replace("<u>", "").replace("</u>", "") for c in r]
                                  for r in rows])
     md = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    notes = [f"- {m}: best validation epoch {r['best_epoch']} ({r['stopped']}); features "
+    notes = [f"- {m}: best validation epoch {r['best_epoch']} ({r['stopped']}); seed {r['seed']}; features "
              f"{', '.join(f'{k}={v}' for k, v in r['feature_sources'].items()) or 'none (ID-only)'}"
              for m, r in results.items()]
-    (out / "table2.md").write_text("\n".join(md) + "\n\nTest metrics at the best validation Recall@20; "
-                                   "NDCG is the standard one; NDCG-legacy is the NGCF/LATTICE formula.\n"
-                                   + "\n".join(notes) + "\n")
+    write_text(out / "table2.md", "\n".join(md) + "\n\nTest metrics at the best validation Recall@20; "
+               "NDCG is the standard one; NDCG-legacy is the NGCF/LATTICE formula.\n" + "\n".join(notes) + "\n")
     print("\n".join(md))
     print(f"wrote {out / 'table2.csv'} and {out / 'table2.md'}")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -1,26 +1,27 @@
-"""Train a recommender on one dataset and write a results file.
+"""Train a recommender on one dataset and write a run folder (results.json, config.yaml, best.pt).
 
     python -m experiments.train                                  # IDSF on the built-in synthetic dataset
     python -m experiments.train --config experiments/configs/baby_random.yaml --device cuda --out runs/baby
     python -m experiments.train --config experiments/configs/ml100k.yaml --model bpr --set embedding_dim=64
+
+With --out, the run is checkpointed after every epoch; running the same command again after a crash
+continues from the checkpoint (same configuration only) and ends with the numbers an uninterrupted run
+would give. A finished run folder is not overwritten without --overwrite. Errors in the data, the
+config or the options are reported in one line with exit status 2 (--debug shows the traceback).
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import csv
-import json
-import sys
-import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
-import torch
 import yaml
 
-from idsf_pyg.data import default_data_root, describe, load_dataset
+from idsf_pyg.cli import DEBUG_HELP, entry_point
+from idsf_pyg.errors import ConfigError
 from idsf_pyg.models import MODELS
-from idsf_pyg.train import TrainConfig, hardware, software_versions, train, write_json
+from idsf_pyg.train import RunConfig, resolve_run_config, run
+from idsf_pyg.train.config import MODEL_FILE_KEYS, read_yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "synthetic.yaml"
@@ -28,7 +29,10 @@ DEFAULT_CONFIG = CONFIG_DIR / "synthetic.yaml"
 
 def parse_value(text: str) -> Any:
     """``--set k=v`` values: YAML scalars (1e-4, true, [10, 20], batch)."""
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"{text!r} is not a YAML value", "--set") from None
     if isinstance(value, str):
         # YAML 1.1 reads 1e-4 (no dot) as a string; a hyper-parameter that looks like a number is one.
         try:
@@ -38,11 +42,44 @@ def parse_value(text: str) -> Any:
     return value
 
 
+def parse_assignments(items: List[str], option: str) -> Dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``, each checked for its ``=``."""
+    out: Dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{item!r}: expected KEY=VALUE", option)
+        out[key.strip()] = value.strip()
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="YAML config (dataset, features, model, model_args, train); default: %(default)s")
+    add_config_options(p)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="run folder: results.json, config.yaml, best.pt, checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run or a checkpoint in --out")
+    p.add_argument("--no-resume", action="store_true",
+                   help="refuse to continue from a checkpoint in --out (default: continue when it is of the "
+                        "same configuration)")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                   help="epochs between checkpoints in --out (default: %(default)s)")
+    p.add_argument("--save-topk", action="store_true",
+                   help="write each test user's top-20 items (training items excluded) to OUT/topk.csv")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch.use_deterministic_algorithms: bit-identical CUDA runs, somewhat slower "
+                        "(CPU runs are deterministic without it)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    return p
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """The options that change a run's configuration (shared with table2's and search's --extra)."""
     p.add_argument("--dataset", help="override the config's dataset: 'synthetic', a path, or a path relative "
                                      "to $IDSF_DATA (default ../shared/data)")
     p.add_argument("--feature", action="append", default=[], metavar="NAME=SPEC",
@@ -52,10 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train another model on the config's dataset, with that model's defaults from "
                         "experiments/configs/models/<model>.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model argument, e.g. --set gamma=1.0 --set contrast_scope=batch "
-                        "--set structure_no_id=true")
+                   help="override a setting: a training one (lr, batch_size, epochs, patience, ...) or a model "
+                        "argument, e.g. --set gamma=1.0 --set contrast_scope=batch --set lr=1e-3")
     p.add_argument("--modalities", help="comma-separated subset of the graph's modalities (Table 4)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--seed", type=int, help="training seed (initialization and sampling)")
     p.add_argument("--split-seed", type=int, help="seed of the per-user split for files without one")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
@@ -65,61 +101,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="early stopping: evaluations without improvement")
     p.add_argument("--max-seconds", type=float, help="stop training after this many seconds (then test once)")
     p.add_argument("--mask-val-in-test", action="store_true", help="also mask validation items when testing")
-    p.add_argument("--out", type=Path, help="write results.json (and topk.csv) into this folder")
-    p.add_argument("--save-topk", action="store_true",
-                   help="write each test user's top-20 items (training items excluded) to OUT/topk.csv")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-    return p
+
+
+def model_config_file(model: str) -> Path:
+    return CONFIG_DIR / "models" / f"{model}.yaml"
 
 
 def model_defaults(model: str) -> Dict[str, Any]:
-    path = CONFIG_DIR / "models" / f"{model}.yaml"
-    if not path.is_file():
-        raise SystemExit(f"no default config for model {model!r} at {path}")
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    """A model's default config file (``model``, ``model_args``, ``train``), its keys checked."""
+    return read_yaml(model_config_file(model), MODEL_FILE_KEYS)
 
 
-def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
-    with open(args.config, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f) or {}
-    cfg = copy.deepcopy(cfg)
-    cfg.setdefault("model_args", {})
-    cfg.setdefault("train", {})
-    cfg.setdefault("features", {})
-    if args.dataset:
-        cfg["dataset"] = args.dataset
-    if args.model and args.model != cfg.get("model"):
-        # Another model than the config's: its own defaults (configs/models/<model>.yaml) replace the
-        # model arguments and the optimizer settings; the dataset and the protocol stay.
-        defaults = model_defaults(args.model)
-        cfg["model"] = args.model
-        cfg["model_args"] = dict(defaults.get("model_args", {}))
-        cfg["train"].update(defaults.get("train", {}))
-    for item in args.feature:
-        name, _, spec = item.partition("=")
-        cfg["features"][name] = spec
-    for item in args.set:
-        key, _, value = item.partition("=")
-        cfg["model_args"][key] = parse_value(value)
-    if args.modalities:
-        cfg["model_args"]["modalities"] = args.modalities.split(",")
-    if args.split_seed is not None:
-        cfg["split_seed"] = args.split_seed
-    overrides = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                 "eval_every": args.eval_every, "patience": args.patience, "max_seconds": args.max_seconds}
-    cfg["train"].update({k: v for k, v in overrides.items() if v is not None})
-    if args.mask_val_in_test:
-        cfg["train"]["mask_val_in_test"] = True
-    return cfg
-
-
-def dataset_path(name: str) -> str:
-    if name == "synthetic":
-        return name
-    p = Path(name)
-    return str(p if p.is_absolute() or p.exists() else default_data_root() / p)
+def config_from_args(config: Path, args: argparse.Namespace) -> RunConfig:
+    """The run's configuration: the config file, the model's defaults, then the options."""
+    if args.model is not None and not model_config_file(args.model).is_file():
+        raise ConfigError(f"no default config for model {args.model!r} at {model_config_file(args.model)}", "--model")
+    sets = {k: parse_value(v) for k, v in parse_assignments(args.set, "--set").items()}
+    train = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+             "eval_every": args.eval_every, "patience": args.patience, "max_seconds": args.max_seconds,
+             "mask_val_in_test": True if args.mask_val_in_test else None}
+    return resolve_run_config(config, model=args.model,
+                              model_file=model_config_file(args.model) if args.model else None,
+                              dataset=args.dataset, features=parse_assignments(args.feature, "--feature"),
+                              sets=sets, train=train, split_seed=args.split_seed,
+                              modalities=[m.strip() for m in args.modalities.split(",") if m.strip()]
+                              if args.modalities else None)
 
 
 def print_table(rows: List[Dict[str, Any]], ks) -> None:
@@ -131,86 +137,61 @@ def print_table(rows: List[Dict[str, Any]], ks) -> None:
     print("(values in %, as in the paper's tables)")
 
 
-def main(argv=None) -> Dict[str, Any]:
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
-    cfg = resolve_config(args)
-    device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda was asked for, but torch sees no CUDA device")
-
-    t0 = time.perf_counter()
-    data = load_dataset(dataset_path(cfg["dataset"]), features=cfg["features"] or None,
-                        discover_features=cfg.get("discover_features", True), split_seed=cfg.get("split_seed", 0))
-    info = describe(data)
-    print(f"data: {info['name']}  users {info['users']}  items {info['items']}  train/val/test edges "
-          f"{info['train_edges']}/{info['val_edges']}/{info['test_edges']}  ({time.perf_counter() - t0:.1f}s)")
-    for m, d in info["modalities"].items():
-        print(f"  modality {m}: {d['dim']}-d, {d['source']}")
-
-    model_cls = MODELS[cfg["model"]]
-    model = model_cls.from_graph(data, **cfg["model_args"])
-    tcfg = TrainConfig(**cfg["train"])
-    if args.no_progress:
-        tcfg.progress = False
-    print(f"model: {cfg['model']} {cfg['model_args']}\ntrain: {cfg['train']}  device {device}")
-    result = train(model, data, tcfg, device=device, save_topk=args.save_topk)
-    topk = result.pop("_topk")
-    result = {"model": cfg["model"], "config": cfg, "config_file": str(args.config), "seed": tcfg.seed,
-              "feature_sources": dict(data.feature_sources), "software": software_versions(),
-              "hardware": hardware(device), **result}
-
+    cfg = config_from_args(args.config, args)
+    if args.save_topk and args.out is None:
+        raise ConfigError("--save-topk needs --out DIR (the top-k lists go to DIR/topk.csv)", "--save-topk")
+    result = run(cfg, args.out, device=args.device, threads=args.threads, progress=not args.no_progress,
+                 save_topk=args.save_topk, overwrite=args.overwrite, resume=not args.no_resume,
+                 deterministic=args.deterministic, checkpoint_every=args.checkpoint_every)
+    result.pop("_topk", None)
     print(f"\n{result['stopped']}; best validation epoch {result['best_epoch']} of {result['epochs_run']}; "
           f"{result['seconds']['per_epoch_mean']:.2f}s per epoch, {result['seconds']['per_eval_mean']:.2f}s "
           f"per evaluation")
-    print_table([{"model": cfg["model"], "split": "val", **result["val"]},
-                 {"model": cfg["model"], "split": "test", **result["test"]}], tcfg.ks)
+    print_table([{"model": cfg.model, "split": "val", **result["val"]},
+                 {"model": cfg.model, "split": "test", **result["test"]}], cfg.train.ks)
     if args.out:
-        write_json(args.out / "results.json", result)
-        if topk is not None:
-            top, users = topk
-            with open(args.out / "topk.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["user_id", "item_ids"])
-                for u, row in zip(users.tolist(), top.tolist()):
-                    w.writerow([u, " ".join(map(str, row))])
-        print(f"wrote {args.out / 'results.json'}" + (" and topk.csv" if topk is not None else ""))
-    elif args.save_topk:
-        print("--save-topk needs --out DIR; top-k lists were not written")
+        print(f"wrote {args.out / 'results.json'}" + (" and topk.csv" if args.save_topk else ""))
     return result
 
 
+# ------------------------------------------------------------------ shared by table2 and search
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The per-run options of the drivers that train many runs (table2, search)."""
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     p.add_argument("--max-seconds", type=float, help="per-run cap on training time")
-    p.add_argument("--extra", default="", help="extra arguments for every experiments.train run, quoted")
+    p.add_argument("--extra", default="", help="extra experiments.train options for every run, quoted, e.g. "
+                                               "\"--set patience=10 --epochs 50\"")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain runs whose folder holds results or a checkpoint of another configuration")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
 
-def run_options(args: argparse.Namespace) -> List[str]:
-    """Those options as experiments.train arguments."""
-    argv = ["--device", args.device, "--seed", str(args.seed)]
-    if args.threads:
-        argv += ["--threads", str(args.threads)]
-    if args.max_seconds:
-        argv += ["--max-seconds", str(args.max_seconds)]
-    return argv + args.extra.split()
+def run_config(config: Path, args: argparse.Namespace, extra: List[str]) -> RunConfig:
+    """A driver's run: the config, ``extra`` options as experiments.train reads them, the run options."""
+    parser = argparse.ArgumentParser(prog="--extra", add_help=False)
+    add_config_options(parser)
+    try:
+        ns = parser.parse_args(args.extra.split() + extra)
+    except SystemExit:
+        raise ConfigError(f"cannot parse {args.extra!r} as experiments.train options", "--extra") from None
+    ns.seed = args.seed if ns.seed is None else ns.seed
+    if args.max_seconds is not None and ns.max_seconds is None:
+        ns.max_seconds = args.max_seconds
+    return config_from_args(config, ns)
 
 
-def run_resumable(run_dir: Path, argv: List[str], tag: str) -> Dict[str, Any]:
-    """Trains ``argv`` into ``run_dir`` unless ``run_dir/results.json`` already exists, and returns
-    the results either way, so that an interrupted sweep resumes where it stopped."""
-    done = run_dir / "results.json"
-    if done.is_file():
-        print(f"{tag}: finished earlier, reading {done}")
-    else:
-        print(f"{tag}: training", flush=True)
-        main([*argv, "--out", str(run_dir), "--no-progress"])
-    return json.loads(done.read_text())
+def run_resumable(run_dir: Path, cfg: RunConfig, args: argparse.Namespace, tag: str) -> Dict[str, Any]:
+    """Trains ``cfg`` into ``run_dir``, or reads it back when a finished run there has the same key
+    (config, seed, data fingerprint, features); resumes its checkpoint after a crash; refuses a folder
+    of another configuration unless ``--overwrite``."""
+    print(f"{tag}: {run_dir}", flush=True)
+    return run(cfg, run_dir, device=args.device, threads=args.threads, progress=False, reuse=True,
+               overwrite=args.overwrite)
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from experiments.search import combinations, main, parse_grid, select, train_args
+from idsf_pyg.errors import ConfigError
 
 
 def fake(val, test):
@@ -25,11 +26,11 @@ def test_grid_parsing_and_arguments():
     assert grid == [("lr", [0.001, 0.01]), ("reg_weight", [0.0001]), ("contrast_scope", ["batch", "all"])]
     combos = combinations(grid)
     assert len(combos) == 4 and combos[1] == {"lr": 0.001, "reg_weight": 0.0001, "contrast_scope": "all"}
-    assert train_args(combos[0]) == ["--lr", "0.001", "--set", "reg_weight=0.0001", "--set",
+    assert train_args(combos[0]) == ["--set", "lr=0.001", "--set", "reg_weight=0.0001", "--set",
                                      'contrast_scope="batch"']
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="KEY=V1"):
         parse_grid(["lr"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="given twice"):
         parse_grid(["lr=1", "lr=2"])
 
 

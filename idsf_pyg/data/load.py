@@ -8,10 +8,12 @@ from typing import Dict, Mapping, Optional, Union
 import numpy as np
 from torch_geometric.data import HeteroData
 
+from ..errors import ConfigError
 from .errors import DataFormatError
 from .graph import add_item_features, build_graph
 from .readers import (Interactions, SPLIT_LABELS, atomic_integer_ids, index_tokens, read_atomic_inter,
-                      read_feature_matrix, read_id_map, read_lattice_split, sha256_file)
+                      feature_matrix_shape, read_feature_matrix, read_id_map, read_lattice_split,
+                      sha256_file)
 from .split import random_split_per_user
 from .synthetic import make_synthetic
 
@@ -116,7 +118,12 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
         for f in sorted(folder.glob("*_feat.npy")):
             found[f.name[: -len("_feat.npy")]] = f
     if num_items is None and found:
-        num_items = int(np.load(next(iter(found.values())), mmap_mode="r").shape[0])
+        first_mod, first_file = next(iter(found.items()))
+        shape = feature_matrix_shape(first_file, f"feature matrix '{first_mod}'")
+        if len(shape) != 2 or shape[0] < 1:
+            raise DataFormatError(first_file, f"feature matrix '{first_mod}' must be 2-D [num_items, dim] (its rows "
+                                  f"give the item count when there is no item_list.txt), got shape {shape}")
+        num_items = int(shape[0])
     data = build_graph(splits, num_users, num_items, name=name, source=source)
     data.source = source
     for mod, f in found.items():
@@ -136,14 +143,20 @@ def _attach(data: HeteroData, modality: str, spec: FeatureSpec, item_tokens, ite
     text = str(spec)
     if text == "random" or text.startswith("random:"):
         if not modality.startswith("random"):
-            raise ValueError(f"modality {modality!r} gets random features: its name must start with "
-                             f"'random' (e.g. 'random1') so no table mistakes it for real features")
+            raise ConfigError(f"modality {modality!r} gets random features: its name must start with "
+                              f"'random' (e.g. 'random1') so no table mistakes it for real features", "features")
         parts = text.split(":")
         try:
+            if len(parts) > 3:
+                raise ValueError
             dim = int(parts[1]) if len(parts) > 1 else 128
             std = float(parts[2]) if len(parts) > 2 else 1.0
         except ValueError:
-            raise ValueError(f"random feature spec {text!r} must be random[:dim[:std]]") from None
+            raise ConfigError(f"random feature spec {text!r} of modality {modality!r} must be random[:dim[:std]], "
+                              "e.g. random:384:0.05", "features") from None
+        if not 1 <= dim <= 1_000_000 or not (np.isfinite(std) and std > 0):
+            raise ConfigError(f"random feature spec {text!r} of modality {modality!r}: dim must be 1..1000000 and "
+                              "std a positive number", "features")
         rng = np.random.default_rng([seed, sum(map(ord, modality))])
         arr = rng.standard_normal((num_items, dim), dtype=np.float32)
         if std != 1.0:

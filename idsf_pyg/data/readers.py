@@ -28,6 +28,8 @@ PathLike = Union[str, Path]
 SPLITS = ("train", "val", "test")
 #: ``x_label`` values of atomic files (MMRec convention).
 SPLIT_LABELS = {0: "train", 1: "val", 2: "test"}
+#: Largest id a reader accepts (node counts stay below 2**31).
+MAX_ID = 2**31 - 2
 
 
 @dataclass
@@ -63,6 +65,9 @@ def _parse_id(token, path: PathLike, line: Optional[int], field: str) -> int:
             raise DataFormatError(path, f"id {token!r} is not an integer", line, field) from None
     if value < 0:
         raise DataFormatError(path, f"id {value} is negative", line, field)
+    if value > MAX_ID:
+        raise DataFormatError(path, f"id {value} is beyond the supported range (ids are 0-based indices up to "
+                              f"{MAX_ID})", line, field)
     return value
 
 
@@ -249,7 +254,7 @@ def index_tokens(tokens: List[str]) -> Tuple[np.ndarray, List[str]]:
 
 def read_feature_matrix(path: PathLike, num_items: Optional[int] = None,
                         name: Optional[str] = None) -> np.ndarray:
-    """Reads an item feature matrix (``.npy``) and checks it.
+    """Reads an item feature matrix (``.npy``) and checks it (see :func:`check_feature_matrix`).
 
     Args:
         path: The ``.npy`` file, one row per item id.
@@ -258,28 +263,90 @@ def read_feature_matrix(path: PathLike, num_items: Optional[int] = None,
     """
     path = Path(path)
     label = f"feature matrix '{name}'" if name else "feature matrix"
+    feature_matrix_shape(path, label)  # header first: a clear message before reading a large bad file
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise DataFormatError(path, f"cannot read {label} as .npy ({e})") from None
     return check_feature_matrix(arr, num_items, path, label)
 
 
+def feature_matrix_shape(path: PathLike, label: str = "feature matrix") -> Tuple[int, ...]:
+    """Shape of a ``.npy`` file from its header alone, with the file's dtype checked
+    (a pickled object array or a truncated header is a located error)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY":
+            raise DataFormatError(path, f"cannot read {label}: not a .npy file (no NumPy header; "
+                                  "save it with np.save)")
+        header = np.load(path, mmap_mode="r", allow_pickle=False)  # maps the file: reads the header only
+    except OSError as e:
+        raise DataFormatError(path, f"cannot read {label} ({e.strerror or e})") from None
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "object" in str(e).lower():
+            raise DataFormatError(path, f"{label} holds Python objects (a pickled object array); save a numeric "
+                                  "array, e.g. np.save(path, features.astype(np.float32))") from None
+        raise DataFormatError(path, f"{label} is not a readable .npy file ({e})") from None
+    except EOFError as e:
+        raise DataFormatError(path, f"{label} is empty or truncated ({e})") from None
+    if not isinstance(header, np.ndarray):
+        raise DataFormatError(path, f"{label} is an .npz archive, not one .npy array")
+    shape, dtype = header.shape, header.dtype
+    del header
+    _check_dtype(dtype, path, label)
+    return tuple(shape)
+
+
+def _check_dtype(dtype: np.dtype, path: Optional[PathLike], label: str) -> None:
+    if dtype.hasobject:
+        raise DataFormatError(path, f"{label} holds Python objects (dtype {dtype}); save a numeric array, "
+                              "e.g. np.save(path, features.astype(np.float32))")
+    if dtype.kind == "c":
+        raise DataFormatError(path, f"{label} is complex (dtype {dtype}); features must be real numbers")
+    if dtype.kind not in "fiub":
+        raise DataFormatError(path, f"{label} must be real numbers (float or integer), got dtype {dtype}")
+
+
 def check_feature_matrix(arr: np.ndarray, num_items: Optional[int], path: Optional[PathLike],
                          label: str = "feature matrix") -> np.ndarray:
-    """Validates shape, dtype and finiteness of an item feature matrix."""
+    """Validates an item feature matrix and returns it as float32.
+
+    It must be 2-D ``[num_items, d]`` with ``d >= 1``, of real numbers (float, integer or bool; not
+    complex, strings or objects), and finite *after* the conversion to float32 (values beyond
+    float32's range are reported as an overflow, not as NaN).
+    """
     arr = np.asarray(arr)
+    _check_dtype(arr.dtype, path, label)
     if arr.ndim != 2:
         raise DataFormatError(path, f"{label} must be 2-D [num_items, dim], got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise DataFormatError(path, f"{label} must be numeric, got dtype {arr.dtype}")
+    if arr.shape[1] < 1:
+        raise DataFormatError(path, f"{label} has no columns (shape {arr.shape}); each item needs >= 1 feature")
     if num_items is not None and arr.shape[0] != num_items:
         raise DataFormatError(path, f"{label} has {arr.shape[0]} rows but the graph has "
                               f"{num_items} items (one row per item id is required)")
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad_row = int(np.argwhere(~finite)[0, 0])
-        n_bad = int((~finite.all(axis=1)).sum())
-        raise DataFormatError(path, f"{label} has NaN/inf values in {n_bad} rows "
-                              f"(first: row {bad_row})")
-    return arr.astype(np.float32, copy=False)
+    if arr.dtype.kind == "f" and arr.dtype != np.float32:
+        bad_src = ~np.isfinite(arr)
+        if bad_src.any():
+            _raise_not_finite(bad_src, path, label, "")
+        with np.errstate(over="ignore"):
+            out = arr.astype(np.float32)
+        over = ~np.isfinite(out)
+        if over.any():
+            row = int(np.argwhere(over)[0, 0])
+            raise DataFormatError(path, f"{label} overflows float32 when converted from {arr.dtype}: "
+                                  f"{int(over.any(axis=1).sum())} rows have values beyond +-3.4e38 (first: row "
+                                  f"{row}, value {arr[row][over[row]][0]:.3g}); rescale the features")
+        return out
+    out = arr.astype(np.float32, copy=False)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        _raise_not_finite(bad, path, label, "")
+    return out
+
+
+def _raise_not_finite(bad: np.ndarray, path, label: str, extra: str) -> None:
+    bad_row = int(np.argwhere(bad)[0, 0])
+    n_bad = int(bad.any(axis=1).sum())
+    raise DataFormatError(path, f"{label} has NaN/inf values in {n_bad} rows (first: row {bad_row}){extra}")

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import TrainingError
 from .metrics import METRICS
 
 DEFAULT_KS = (10, 20)
@@ -67,7 +68,11 @@ class FullRankingEvaluator:
 
     @torch.no_grad()
     def evaluate(self, user_emb: Tensor, item_emb: Tensor, return_topk: bool = False) -> Dict[str, object]:
-        """Metrics ``{"recall@20": ..., ...}`` (and ``topk`` ``[n_users, K_max]`` on request)."""
+        """Metrics ``{"recall@20": ..., ...}`` (and ``topk`` ``[n_users, K_max]`` on request).
+
+        Masked items are never ranked: when a user has fewer than ``K`` unmasked items, the missing
+        ranks are misses and ``topk`` holds ``-1`` there.
+        """
         device = item_emb.device
         kmax = max(self.ks)
         sums = {f"{m}@{k}": 0.0 for m in self.metrics for k in self.ks}
@@ -75,13 +80,22 @@ class FullRankingEvaluator:
         for start in range(0, self.users.numel(), self.batch_size):
             users = self.users[start:start + self.batch_size]
             scores = user_emb[users.to(device)] @ item_emb.t()
+            if torch.isnan(scores).any():
+                raise TrainingError("the model's scores contain NaN (its embeddings are not finite): "
+                                    "lower the learning rate or check the features")
+            masked = torch.zeros(users.numel(), self.num_items, dtype=torch.bool, device=device)
             r, c = self._batch_rows(self.ex_ptr, self.ex_items, users)
-            scores[r.to(device), c.to(device)] = float("-inf")
+            masked[r.to(device), c.to(device)] = True
+            scores.masked_fill_(masked, float("-inf"))
             top = torch.topk(scores, min(kmax, self.num_items), dim=1).indices
+            # With fewer than K unmasked items, topk fills up with masked ones: those are never
+            # recommended, so they count as misses and leave the list as -1.
+            ranked = ~masked.gather(1, top)
             gt = torch.zeros(users.numel(), self.num_items, dtype=torch.bool, device=device)
             r, c = self._batch_rows(self.gt_ptr, self.gt_items, users)
             gt[r.to(device), c.to(device)] = True
-            hits = gt.gather(1, top)
+            hits = gt.gather(1, top) & ranked
+            top = top.masked_fill(~ranked, -1)
             if hits.size(1) < kmax:  # fewer items than the cut-off: the missing ranks are misses
                 hits = torch.cat([hits, hits.new_zeros(hits.size(0), kmax - hits.size(1))], dim=1)
             num_gt = (self.gt_ptr[users + 1] - self.gt_ptr[users]).to(device)

@@ -98,10 +98,15 @@ class IDSF(Recommender):
         self.reg_scope = reg_scope
         self.checkpoint = checkpoint
 
-        # Fixed features share the graph's storage; trainable ones get their own copy.
-        self.raw = nn.ParameterDict({m: nn.Parameter(x.float().clone() if trainable_features else x.float(),
-                                                     requires_grad=trainable_features)
-                                     for m, x in features.items()})
+        # Fixed features are non-persistent buffers sharing the graph's storage: they move with .to(),
+        # but stay out of state_dict (checkpoints and best states hold what training changes only).
+        # Trainable ones (official code) are parameters with their own copy.
+        self.trainable_features = trainable_features
+        if trainable_features:
+            self.raw_params = nn.ParameterDict({m: nn.Parameter(x.float().clone()) for m, x in features.items()})
+        else:
+            for m, x in features.items():
+                self.register_buffer(f"feat_{m}", x.float(), persistent=False)
         self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
         self.item_id = nn.ModuleDict({m: nn.Embedding(num_items, embedding_dim) for m in features})
         self.user_id = nn.Embedding(num_users, embedding_dim)
@@ -151,6 +156,10 @@ class IDSF(Recommender):
         self.conv_to_user.reset_parameters()
         return out
 
+    def raw_feature(self, modality: str) -> Tensor:
+        """The raw item features of one modality (fixed buffer, or parameter with ``trainable_features``)."""
+        return self.raw_params[modality] if self.trainable_features else getattr(self, f"feat_{modality}")
+
     # ------------------------------------------------------------------ modules
     def content(self) -> Tuple[Tensor, Dict[str, Tuple[Tensor, Tensor, Tensor]], Dict[str, Tensor]]:
         """Item content module, eq. (1)–(2).
@@ -160,7 +169,7 @@ class IDSF(Recommender):
         """
         parts, alphas, enhanced = {}, {}, []
         for m in self.modalities:
-            e_m = self.proj[m](self.raw[m])
+            e_m = self.proj[m](self.raw_feature(m))
             e_id = self.item_id[m].weight
             if self.content_no_id:
                 e_enh = e_m

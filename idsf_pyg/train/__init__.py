@@ -1,6 +1,10 @@
-"""Training: the BPR sampler, the trainer and results provenance."""
-from .results import hardware, software_versions, write_json
+"""Training: the run configuration, the BPR sampler, the trainer, checkpoints and run folders."""
+from .checkpoint import Checkpointer, TrainState
+from .config import RunConfig, TrainConfig, resolve_run_config, run_key
+from .run import RunFolder, build_model, hardware, load_run_data, resolve_device, run, software_versions
 from .sampler import BPRSampler
-from .trainer import TrainConfig, set_seed, train
+from .trainer import set_seed, train, use_deterministic_algorithms
 
-__all__ = ["BPRSampler", "TrainConfig", "hardware", "set_seed", "software_versions", "train", "write_json"]
+__all__ = ["BPRSampler", "Checkpointer", "RunConfig", "RunFolder", "TrainConfig", "TrainState", "build_model",
+           "hardware", "load_run_data", "resolve_device", "resolve_run_config", "run", "run_key", "set_seed",
+           "software_versions", "train", "use_deterministic_algorithms"]

@@ -1,54 +1,58 @@
-"""The training loop: BPR batches, periodic validation, early stopping, one test read."""
+"""The training loop: BPR batches, periodic validation, early stopping, checkpoints, one test read."""
 from __future__ import annotations
 
-import copy
 import math
+import os
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from dataclasses import asdict
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from ..data.graph import EDGE, ITEM, describe
+from ..errors import TrainingError
 from ..eval import evaluator_for
 from ..models.base import Recommender
+from .checkpoint import Checkpointer, TrainState, cpu_state
+from .config import TrainConfig
 from .sampler import BPRSampler
 
 
-@dataclass
-class TrainConfig:
-    """Optimization and protocol settings (the paper's defaults)."""
-
-    lr: float = 5e-4
-    batch_size: int = 1024
-    epochs: int = 1000
-    eval_every: int = 1
-    patience: int = 5               # evaluations without a better validation score
-    select_metric: str = "recall@20"
-    ks: List[int] = field(default_factory=lambda: [10, 20])
-    mask_val_in_test: bool = False
-    eval_batch_size: int = 1024
-    seed: int = 0
-    max_seconds: Optional[float] = None  # wall-clock cap on training (the run stops cleanly)
-    progress: bool = True
-
-
 def set_seed(seed: int) -> torch.Generator:
+    """Seeds torch's global generators (model initialization, dropout) and returns the sampler's own."""
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     return torch.Generator().manual_seed(seed)
 
 
+def use_deterministic_algorithms(enabled: bool) -> None:
+    """``--deterministic``: bit-identical CUDA runs at some speed cost (CPU runs are deterministic already).
+
+    Turns on :func:`torch.use_deterministic_algorithms` (an op without a deterministic implementation
+    then raises instead of silently varying) and the cuBLAS workspace setting it requires.
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = enabled
+
+
 def train(model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
-          log: Callable[[str], None] = lambda s: print(s, flush=True), save_topk: bool = False) -> Dict[str, Any]:
+          log: Callable[[str], None] = lambda s: print(s, flush=True), save_topk: bool = False,
+          progress: bool = True, checkpoint: Optional[Checkpointer] = None) -> Dict[str, Any]:
     """Trains ``model`` on ``data``'s training edges and returns a results dict.
 
-    Model selection uses the validation split only: the state with the best
-    ``select_metric`` is kept, and the test split is evaluated once, with that
-    state, after training.
+    Model selection uses the validation split only: the state with the best ``select_metric`` is kept
+    (on the CPU), and the test split is evaluated once, with that state, after training.
+
+    With a ``checkpoint``, the run is saved after every ``checkpoint.every`` epochs and when it stops;
+    if the checkpoint file exists already, training continues from it and ends with the same numbers
+    as an uninterrupted run (same seed, threads and device). The model must have been built from the
+    same seed as in the first session (:func:`set_seed` before building it).
     """
     device = torch.device(device)
     gen = set_seed(config.seed)
@@ -59,18 +63,24 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
 
-    best_score, best_epoch, best_state, since_best = -math.inf, 0, None, 0
-    curve, epoch_times, eval_times = [], [], []
-    start = time.perf_counter()
-    stopped = "max epochs"
-    bar = tqdm(range(1, config.epochs + 1), desc="epochs", disable=not config.progress, leave=False)
+    state, best_state = TrainState(), None
+    if checkpoint is not None and checkpoint.exists():
+        state, best_state = Checkpointer.restore(checkpoint.load(), model, opt, gen)
+        state.resumed_at.append(state.epoch)
+        log(f"resuming from {checkpoint.path}: {state.epoch} epochs done, best validation "
+            f"{config.select_metric} {state.best_score:.5f} at epoch {state.best_epoch}"
+            + (f" (training had ended: {state.stopped})" if state.stopped else ""))
+
+    start = time.perf_counter() - state.elapsed
+    epochs = range(state.epoch + 1, config.epochs + 1) if state.stopped is None else range(0)
+    bar = tqdm(epochs, desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()
         totals: Dict[str, float] = {}
         objective = 0.0  # the loss actually minimized (weighted sum), not the sum of the logged parts
-        for users, pos, neg in tqdm(sampler, desc=f"epoch {epoch}", leave=False,
-                                    disable=not config.progress, total=len(sampler)):
+        for users, pos, neg in tqdm(sampler, desc=f"epoch {epoch}", leave=False, disable=not progress,
+                                    total=len(sampler)):
             loss, parts = model.loss(users.to(device), pos.to(device), neg.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -80,8 +90,12 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
             value = float(loss.detach())
             objective += value
             if not math.isfinite(value):
-                raise FloatingPointError(f"loss became {value} at epoch {epoch}: {parts}")
-        epoch_times.append(time.perf_counter() - t0)
+                kept = (f"; the checkpoint of epoch {state.epoch} is kept in {checkpoint.path}"
+                        if checkpoint is not None and checkpoint.exists() else "")
+                raise TrainingError(f"the loss became {value} at epoch {epoch} ({_fmt(parts)}): lower the learning "
+                                    f"rate (now {config.lr:g}) or check the feature scale{kept}")
+        state.epoch = epoch
+        state.epoch_times.append(time.perf_counter() - t0)
         means = {k: v / len(sampler) for k, v in totals.items()}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             t1 = time.perf_counter()
@@ -89,28 +103,34 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
             with torch.no_grad():
                 u, i = model.embed()
                 val = val_eval.evaluate(u, i)
-            eval_times.append(time.perf_counter() - t1)
+            state.eval_times.append(time.perf_counter() - t1)
             score = float(val[config.select_metric])
-            curve.append({"epoch": epoch, "seconds": epoch_times[-1], "loss": objective / len(sampler),
-                          **{f"loss_{k}": v for k, v in means.items()},
-                          **{f"val_{k}": v for k, v in val.items() if "@" in k}})
-            improved = score > best_score
+            state.curve.append({"epoch": epoch, "seconds": state.epoch_times[-1], "loss": objective / len(sampler),
+                                **{f"loss_{k}": v for k, v in means.items()},
+                                **{f"val_{k}": v for k, v in val.items() if "@" in k}})
+            improved = score > state.best_score
             if improved:
-                best_score, best_epoch, since_best = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+                state.best_score, state.best_epoch, state.since_best = score, epoch, 0
+                best_state = cpu_state(model)
             else:
-                since_best += 1
+                state.since_best += 1
             log(f"epoch {epoch:4d}  loss {objective / len(sampler):.4f} {_fmt(means)}  "
-                f"val {config.select_metric} {score:.5f}{' *' if improved else ''}  ({epoch_times[-1]:.1f}s)")
-            bar.set_postfix({config.select_metric: f"{score:.4f}", "best": best_epoch})
-            if since_best >= config.patience:
-                stopped = f"early stopping: no better validation {config.select_metric} for {config.patience} evaluations"
-                break
-        if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
-            stopped = f"time cap of {config.max_seconds:.0f}s reached"
+                f"val {config.select_metric} {score:.5f}{' *' if improved else ''}  ({state.epoch_times[-1]:.1f}s)")
+            bar.set_postfix({config.select_metric: f"{score:.4f}", "best": state.best_epoch})
+            if state.since_best >= config.patience:
+                state.stopped = (f"early stopping: no better validation {config.select_metric} for "
+                                 f"{config.patience} evaluations")
+        if state.stopped is None and config.max_seconds is not None \
+                and time.perf_counter() - start > config.max_seconds:
+            state.stopped = f"time cap of {config.max_seconds:.0f}s reached"
+        if state.stopped is None and epoch == config.epochs:
+            state.stopped = "max epochs"
+        state.elapsed = time.perf_counter() - start
+        if checkpoint is not None and checkpoint.due(epoch, state.stopped is not None):
+            checkpoint.save(model, opt, gen, state, best_state)
+        if state.stopped is not None:
             break
     bar.close()
-    train_seconds = time.perf_counter() - start
     if best_state is not None:
         model.load_state_dict(best_state)
 
@@ -124,17 +144,18 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
     topk = None
     if save_topk:
         topk = (test.pop("topk"), test.pop("topk_users"))
-    best_val = next((c for c in curve if c["epoch"] == best_epoch), {})
+    best_val = next((c for c in state.curve if c["epoch"] == state.best_epoch), {})
     return {
         "train_config": asdict(config),
         "data": describe(data),
-        "best_epoch": best_epoch,
-        "stopped": stopped,
-        "epochs_run": len(epoch_times),
-        "seconds": {"train_total": train_seconds,
-                    "per_epoch_mean": sum(epoch_times) / max(len(epoch_times), 1),
-                    "per_eval_mean": sum(eval_times) / max(len(eval_times), 1)},
-        "val_curve": curve,
+        "best_epoch": state.best_epoch,
+        "stopped": state.stopped or "max epochs",
+        "epochs_run": state.epoch,
+        "resumed_after_epochs": state.resumed_at,
+        "seconds": {"train_total": state.elapsed,
+                    "per_epoch_mean": sum(state.epoch_times) / max(len(state.epoch_times), 1),
+                    "per_eval_mean": sum(state.eval_times) / max(len(state.eval_times), 1)},
+        "val_curve": state.curve,
         "val": {k[4:]: v for k, v in best_val.items() if k.startswith("val_")},
         "test": {k: v for k, v in test.items() if "@" in k},
         "test_users": test["num_users"],

@@ -69,14 +69,15 @@ def test_atomic_without_labels_is_split_with_seed(tmp_path):
 def test_fingerprint_ignores_edge_order():
     tr = Interactions(np.array([0, 1, 1]), np.array([0, 1, 2]))
     rv = Interactions(np.array([1, 0, 1]), np.array([2, 0, 1]))
-    ho = Interactions(np.array([0]), np.array([2]))
-    g1 = build_graph({"train": tr, "val": ho, "test": ho})
-    g2 = build_graph({"train": rv, "val": ho, "test": ho})
+    va = Interactions(np.array([0]), np.array([2]))
+    te = Interactions(np.array([1]), np.array([0]))
+    g1 = build_graph({"train": tr, "val": va, "test": te})
+    g2 = build_graph({"train": rv, "val": va, "test": te})
     assert split_fingerprint(g1) == split_fingerprint(g2)
 
 
 def test_random_features_must_be_named_random(tmp_path):
-    write_lattice(tmp_path, {"0": [0, 1]}, {"0": [2]}, {"0": [1]})
+    write_lattice(tmp_path, {"0": [0], "1": [1]}, {"0": [2]}, {"0": [1]})
     data = load_dataset(tmp_path, features={"random1": "random:8"})
     assert data["item"].x_random1.shape == (3, 8)
     assert "not real" in data.feature_sources["random1"]
@@ -145,7 +146,7 @@ def test_feature_matrix_rows_nan_and_shape(tmp_path):
 
 
 def test_feature_file_with_wrong_rows_fails_loading(tmp_path):
-    write_lattice(tmp_path, {"0": [0, 1]}, {"0": [2]}, {"0": [1]})
+    write_lattice(tmp_path, {"0": [0], "1": [1]}, {"0": [2]}, {"0": [1]})
     np.save(tmp_path / "text_feat.npy", np.ones((7, 2), dtype=np.float32))
     (tmp_path / "item_list.txt").write_text("a\t0\nb\t1\nc\t2\n")
     with pytest.raises(DataFormatError, match="7 rows but the graph has 3 items"):

@@ -92,7 +92,10 @@ def test_every_parameter_gets_a_gradient(options):
     for name, p in model.named_parameters():
         if p.requires_grad:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
-    assert model.raw["text"].requires_grad == options.get("trainable_features", False)
+    assert model.raw_feature("text").requires_grad == options.get("trainable_features", False)
+    # Fixed features stay out of the state dict (checkpoints hold what training changes only).
+    assert any("text" in k and k.startswith("raw_params") for k in model.state_dict()) \
+        == options.get("trainable_features", False)
 
 
 def test_ablations():

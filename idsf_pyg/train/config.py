@@ -1,0 +1,379 @@
+"""A run's configuration, resolved and validated in one place, and the key that identifies it.
+
+Resolution order (later wins): the trainer's and the model's defaults -> the dataset YAML -> the model
+YAML (when another model than the dataset config's is asked for) -> command-line overrides. Every level
+is checked: an unknown key is an error naming the key and the file (with the closest known key as a
+hint), values are checked for type and range, and ``--set KEY=VALUE`` goes to the trainer when KEY is a
+training setting (``lr``, ``batch_size``, ...) and to the model otherwise.
+
+:func:`run_key` hashes what defines a run's numbers (model and its arguments with defaults filled in,
+training settings, seed, split seed, the data's fingerprint and the features' sources); the run folder,
+``table2`` and ``search`` compare it before reusing or resuming anything.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import inspect
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import yaml
+
+from ..errors import ConfigError
+
+PathLike = Union[str, Path]
+
+#: Keys a dataset config file may hold.
+DATASET_FILE_KEYS = ("dataset", "split_seed", "features", "discover_features", "model", "model_args", "train")
+#: Keys a model config file (configs/models/<model>.yaml) may hold.
+MODEL_FILE_KEYS = ("model", "model_args", "train")
+#: Training settings that define the numbers (everything but the evaluation batch size).
+KEY_TRAIN_FIELDS = ("lr", "batch_size", "epochs", "eval_every", "patience", "select_metric", "ks",
+                    "mask_val_in_test", "seed", "max_seconds")
+METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
+
+
+@dataclass
+class TrainConfig:
+    """Optimization and protocol settings (the paper's defaults)."""
+
+    lr: float = 5e-4
+    batch_size: int = 1024
+    epochs: int = 1000
+    eval_every: int = 1
+    patience: int = 5               # evaluations without a better validation score
+    select_metric: str = "recall@20"
+    ks: List[int] = field(default_factory=lambda: [10, 20])
+    mask_val_in_test: bool = False
+    eval_batch_size: int = 1024
+    seed: int = 0
+    max_seconds: Optional[float] = None  # wall-clock cap on training (the run stops cleanly)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, source: Optional[str] = None) -> "TrainConfig":
+        """Checks types and ranges; raises :class:`ConfigError` naming the key."""
+        src = source or "train settings"
+        self.lr = _number("lr", self.lr, src, low=0.0, low_open=True)
+        for name, low in (("batch_size", 1), ("epochs", 1), ("eval_every", 1), ("patience", 0),
+                          ("eval_batch_size", 1), ("seed", 0)):
+            setattr(self, name, _integer(name, getattr(self, name), src, low=low))
+        self.mask_val_in_test = _boolean("mask_val_in_test", self.mask_val_in_test, src)
+        if self.max_seconds is not None:
+            self.max_seconds = _number("max_seconds", self.max_seconds, src, low=0.0, low_open=True)
+        if not isinstance(self.ks, (list, tuple)) or not self.ks:
+            raise ConfigError(f"must be a non-empty list of cut-offs, e.g. [10, 20], got {self.ks!r}", "ks", src)
+        self.ks = [_integer("ks", k, src, low=1) for k in self.ks]
+        metric, _, k = str(self.select_metric).partition("@")
+        if metric not in METRIC_NAMES or not k.isdigit() or int(k) not in self.ks:
+            raise ConfigError(f"must be <metric>@<k> with metric one of {', '.join(METRIC_NAMES)} and k in "
+                              f"ks={self.ks}, got {self.select_metric!r}", "select_metric", src)
+        return self
+
+
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one training run (see the module docstring for how it is resolved)."""
+
+    dataset: str
+    model: str
+    model_args: Dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    features: Dict[str, str] = field(default_factory=dict)
+    split_seed: int = 0
+    discover_features: bool = True
+    sources: List[str] = field(default_factory=list)  # the files it was resolved from (not part of the key)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The config as plain data (what ``config.yaml`` and ``results.json`` hold)."""
+        return {"dataset": self.dataset, "split_seed": self.split_seed, "features": dict(self.features),
+                "discover_features": self.discover_features, "model": self.model,
+                "model_args": copy.deepcopy(self.model_args), "train": asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any], source: str = "config") -> "RunConfig":
+        """Builds and validates a config from plain data (e.g. a run folder's ``config.yaml``)."""
+        _check_keys(obj, DATASET_FILE_KEYS, source)
+        train = _train_config(obj.get("train") or {}, source)
+        cfg = cls(dataset=obj.get("dataset"), model=obj.get("model"), model_args=dict(obj.get("model_args") or {}),
+                  train=train, features=dict(obj.get("features") or {}), split_seed=obj.get("split_seed", 0),
+                  discover_features=obj.get("discover_features", True), sources=[source])
+        return cfg.validate()
+
+    def validate(self) -> "RunConfig":
+        src = " <- ".join(self.sources) or "config"
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError("missing: name a dataset ('synthetic', a folder or a .inter file)", "dataset", src)
+        from ..models import MODELS
+        if self.model not in MODELS:
+            hint = _hint(str(self.model), MODELS)
+            raise ConfigError(f"unknown model {self.model!r}{hint}; known: {', '.join(sorted(MODELS))}", "model", src)
+        self.split_seed = _integer("split_seed", self.split_seed, src, low=0)
+        self.discover_features = _boolean("discover_features", self.discover_features, src)
+        if not isinstance(self.features, dict):
+            raise ConfigError("must be a mapping modality -> spec", "features", src)
+        for name, spec in self.features.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ConfigError(f"modality name {name!r} must be a Python identifier (e.g. text, random_image)",
+                                  "features", src)
+            if not isinstance(spec, str) or not spec:
+                raise ConfigError(f"the spec of modality {name!r} must be a string (a .npy path, "
+                                  f"'random:<dim>[:<std>]' or 'item-text-minilm'), got {spec!r}", "features", src)
+        self.model_args = validate_model_args(self.model, self.model_args, src)
+        self.train.validate(src)
+        return self
+
+    def key(self, fingerprint: str, feature_sources: Mapping[str, str]) -> str:
+        return run_key(self, fingerprint, feature_sources)
+
+
+# ---------------------------------------------------------------------------------------------- resolution
+def read_yaml(path: PathLike, allowed: Sequence[str]) -> Dict[str, Any]:
+    """Reads a config file that must be a YAML mapping holding only ``allowed`` keys."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file ({e.strerror or e})", source=str(path)) from None
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}: {getattr(e, 'problem', None) or e}", source=str(path)) from None
+    if obj is None:
+        obj = {}
+    if not isinstance(obj, dict):
+        raise ConfigError(f"a config file must be a YAML mapping (key: value lines), got a {type(obj).__name__}",
+                          source=str(path))
+    _check_keys(obj, allowed, str(path))
+    for sub in ("model_args", "train", "features"):
+        if sub in obj and obj[sub] is not None and not isinstance(obj[sub], dict):
+            raise ConfigError(f"must be a mapping, got {type(obj[sub]).__name__}", sub, str(path))
+    return obj
+
+
+def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, model_file: Optional[PathLike] = None,
+                       dataset: Optional[str] = None, features: Optional[Mapping[str, str]] = None,
+                       sets: Optional[Mapping[str, Any]] = None, train: Optional[Mapping[str, Any]] = None,
+                       split_seed: Optional[int] = None, modalities: Optional[Sequence[str]] = None) -> RunConfig:
+    """Resolves a run's configuration: defaults <- dataset YAML <- model YAML <- overrides.
+
+    Args:
+        config_file: The dataset config (``experiments/configs/<dataset>.yaml``).
+        model: Train this model instead of the config's; its defaults come from ``model_file``, which
+            replaces the model arguments and updates the training settings.
+        dataset, split_seed: Override the config's.
+        features: Modality -> spec, added to / replacing the config's.
+        sets: ``--set`` overrides: training settings by name go to the trainer, the rest to the model.
+        train: Explicit training overrides (``--lr``, ``--epochs``, ...); ``None`` values are ignored.
+        modalities: Subset of the graph's modalities for multimodal models (Table 4).
+    """
+    src = str(config_file)
+    raw = read_yaml(config_file, DATASET_FILE_KEYS)
+    sources = [src]
+    model_args = dict(raw.get("model_args") or {})
+    train_dict = dict(raw.get("train") or {})
+    chosen = raw.get("model")
+    if model is not None and model != chosen:
+        chosen = model
+        model_args = {}
+        if model_file is not None:
+            mraw = read_yaml(model_file, MODEL_FILE_KEYS)
+            if mraw.get("model") not in (None, model):
+                raise ConfigError(f"is for model {mraw.get('model')!r}, not {model!r}", "model", str(model_file))
+            model_args = dict(mraw.get("model_args") or {})
+            train_dict.update(mraw.get("train") or {})
+            sources.append(str(model_file))
+    feats = dict(raw.get("features") or {})
+    feats.update(features or {})
+    for key, value in (sets or {}).items():
+        if key in TRAIN_FIELDS:
+            train_dict[key] = value
+        else:
+            model_args[key] = value
+    train_dict.update({k: v for k, v in (train or {}).items() if v is not None})
+    if modalities:
+        model_args["modalities"] = list(modalities)
+    if sets or train or features or modalities or dataset or split_seed is not None:
+        sources.append("command line")
+    cfg = RunConfig(dataset=dataset or raw.get("dataset"), model=chosen, model_args=model_args,
+                    train=_train_config(train_dict, " <- ".join(sources)), features=feats,
+                    split_seed=raw.get("split_seed", 0) if split_seed is None else split_seed,
+                    discover_features=raw.get("discover_features", True), sources=sources)
+    return cfg.validate()
+
+
+def _train_config(values: Mapping[str, Any], source: str) -> TrainConfig:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"must be a mapping, got {type(values).__name__}", "train", source)
+    unknown = [k for k in values if k not in TRAIN_FIELDS]
+    if unknown:
+        raise ConfigError(f"unknown training setting{_hint(unknown[0], TRAIN_FIELDS)}; known: "
+                          f"{', '.join(TRAIN_FIELDS)}", f"train.{unknown[0]}", source)
+    cfg = TrainConfig.__new__(TrainConfig)  # validate with the source named, not in __post_init__
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        setattr(cfg, f.name, values.get(f.name, default))
+    return cfg.validate(source)
+
+
+# ---------------------------------------------------------------------------------------------- model args
+#: Integer model arguments that must be at least 1 (others: at least 0).
+_POSITIVE_INTS = ("embedding_dim", "knn_k", "routing", "contrast_sample_size")
+
+
+def model_arg_defaults(model: str) -> Dict[str, Any]:
+    """The keyword arguments of ``MODELS[model]`` with their defaults (``modalities`` for multimodal ones)."""
+    from ..models import MODELS
+    from ..models.base import MultimodalRecommender
+    cls = MODELS[model]
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    out = {p.name: p.default for p in params
+           if p.name not in ("num_users", "num_items", "train_edge_index", "features")
+           and p.default is not inspect.Parameter.empty}
+    if issubclass(cls, MultimodalRecommender) or "features" in inspect.signature(cls.__init__).parameters:
+        out["modalities"] = None
+    return out
+
+
+def validate_model_args(model: str, args: Mapping[str, Any], source: str) -> Dict[str, Any]:
+    """Checks names, types and ranges of a model's arguments against its constructor's defaults."""
+    if not isinstance(args, Mapping):
+        raise ConfigError(f"must be a mapping, got {type(args).__name__}", "model_args", source)
+    defaults = model_arg_defaults(model)
+    out: Dict[str, Any] = {}
+    for name, value in args.items():
+        key = f"model_args.{name}"
+        if name not in defaults:
+            raise ConfigError(f"model {model!r} has no argument {name!r}{_hint(str(name), defaults)}; its "
+                              f"arguments: {', '.join(defaults)} (training settings: {', '.join(TRAIN_FIELDS)})",
+                              key, source)
+        default = defaults[name]
+        if name == "modalities":
+            if value is not None and (not isinstance(value, (list, tuple)) or not value
+                                      or not all(isinstance(v, str) and v for v in value)):
+                raise ConfigError(f"must be a non-empty list of modality names, got {value!r}", key, source)
+            out[name] = list(value) if value is not None else None
+        elif isinstance(default, bool):
+            out[name] = _boolean(key, value, source)
+        elif isinstance(default, int):
+            out[name] = _integer(key, value, source, low=1 if name in _POSITIVE_INTS else 0)
+        elif isinstance(default, float):
+            if "dropout" in name:
+                out[name] = _number(key, value, source, low=0.0, high=1.0, high_open=True)
+            elif "tau" in name:
+                out[name] = _number(key, value, source, low=0.0, low_open=True)
+            else:
+                out[name] = _number(key, value, source, low=0.0)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"must be a string, got {value!r}", key, source)
+            out[name] = value
+        elif isinstance(default, (tuple, list)):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ConfigError(f"must be a non-empty list, e.g. {list(default)}, got {value!r}", key, source)
+            out[name] = [_integer(key, v, source, low=1) for v in value]
+        else:  # None default: a mapping of per-modality values (FREEDOM's modality_weights)
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"must be a mapping or null, got {value!r}", key, source)
+            out[name] = (None if value is None else
+                         {str(k): _number(f"{key}.{k}", v, source, low=0.0) for k, v in value.items()})
+    return out
+
+
+def full_model_args(model: str, args: Mapping[str, Any]) -> Dict[str, Any]:
+    """``args`` with every unset argument at its default (so equal runs get equal keys)."""
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_arg_defaults(model).items()}
+    out.update(args)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the key
+def key_material(cfg: RunConfig, fingerprint: str, feature_sources: Mapping[str, str]) -> Dict[str, Any]:
+    """What defines a run's numbers (not where its files are, the device, threads or progress bars)."""
+    train = asdict(cfg.train)
+    return {"model": cfg.model, "model_args": full_model_args(cfg.model, cfg.model_args),
+            "train": {k: train[k] for k in KEY_TRAIN_FIELDS}, "split_seed": cfg.split_seed,
+            "data_fingerprint": fingerprint, "features": dict(sorted(feature_sources.items()))}
+
+
+def run_key(cfg: RunConfig, fingerprint: str, feature_sources: Mapping[str, str]) -> str:
+    """sha256 of :func:`key_material` as canonical JSON."""
+    text = json.dumps(key_material(cfg, fingerprint, feature_sources), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def key_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> List[str]:
+    """``["train.seed: 0 -> 7", ...]``: where two key materials differ."""
+    diffs: List[str] = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += key_differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            diffs.append(f"{prefix}{k}: {_short(a)} -> {_short(b)}")
+    return diffs
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _check_keys(obj: Mapping[str, Any], allowed: Sequence[str], source: str) -> None:
+    for k in obj:
+        if k not in allowed:
+            raise ConfigError(f"unknown key{_hint(str(k), allowed)}; a config file may hold: {', '.join(allowed)}",
+                              str(k), source)
+
+
+def _hint(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v, default=str) if not isinstance(v, str) else v
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _boolean(name: str, value: Any, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"must be true or false, got {value!r}", name, source)
+    return value
+
+
+def _integer(name: str, value: Any, source: str, low: Optional[int] = None) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"must be an integer, got {value!r}", name, source)
+    if low is not None and value < low:
+        raise ConfigError(f"must be >= {low}, got {value}", name, source)
+    return value
+
+
+def _number(name: str, value: Any, source: str, low: Optional[float] = None, low_open: bool = False,
+            high: Optional[float] = None, high_open: bool = False) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"must be a number, got {value!r}", name, source)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"must be finite, got {value}", name, source)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ConfigError(f"must be {'>' if low_open else '>='} {low:g}, got {value:g}", name, source)
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ConfigError(f"must be {'<' if high_open else '<='} {high:g}, got {value:g}", name, source)
+    return value

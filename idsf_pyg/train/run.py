@@ -1,0 +1,261 @@
+"""One training run from a :class:`~idsf_pyg.train.config.RunConfig` to a run folder.
+
+A run folder holds::
+
+    config.yaml      the resolved configuration and its key (written before training)
+    checkpoint.pt    the latest checkpoint while the run is going on (removed once it has finished)
+    best.pt          the best validation state (weights only), once finished
+    results.json     config, key, seed, data fingerprint, software, hardware, curve, val and test metrics
+    topk.csv         each test user's top-20 items (with save_topk)
+
+Rules that keep results honest: the folder is checked for writing before anything costly; a finished
+run is never overwritten without ``overwrite``; a checkpoint or results of another configuration (another
+key) are never resumed or reused; a checkpoint of the same configuration is resumed by default.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+import yaml
+
+from ..data import default_data_root, describe, load_dataset
+from ..errors import ConfigError, RunFolderError
+from ..io import atomic_open, write_json, write_text, write_with
+from .checkpoint import Checkpointer
+from .config import RunConfig, key_differences, key_material, run_key
+from .trainer import set_seed, train, use_deterministic_algorithms
+
+RESULTS, CHECKPOINT, BEST, CONFIG, TOPK = "results.json", "checkpoint.pt", "best.pt", "config.yaml", "topk.csv"
+
+
+class RunFolder:
+    """The files of one run (see the module docstring)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def check_writable(self) -> None:
+        """Creates the folder and proves it can hold a file, before any training starts."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"--out {self.path}: exists and is not a folder")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=self.path)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise RunFolderError(f"--out {self.path}: cannot write there ({e.strerror or e}); "
+                                 "choose a writable folder") from None
+
+    def finished(self) -> Optional[Dict[str, Any]]:
+        f = self.file(RESULTS)
+        if not f.is_file():
+            return None
+        import json
+        try:
+            return json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            raise RunFolderError(f"{f}: unreadable results file ({e}); delete it or pass --overwrite") from None
+
+    def clear(self) -> None:
+        for name in (RESULTS, CHECKPOINT, BEST, TOPK):
+            self.file(name).unlink(missing_ok=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto", "--device") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("CUDA was asked for, but torch sees no CUDA device (use --device cpu)", "--device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{name}: only {torch.cuda.device_count()} CUDA device(s)", "--device")
+    elif device.type != "cpu":
+        raise ConfigError(f"unsupported device {name!r}: use cpu, cuda, cuda:N or auto", "--device")
+    return device
+
+
+def dataset_path(name: str) -> str:
+    """``synthetic``, an existing path, or a path relative to ``$IDSF_DATA``."""
+    if name == "synthetic":
+        return name
+    p = Path(name)
+    return str(p if p.is_absolute() or p.exists() else default_data_root() / p)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(path: str, features: Tuple[Tuple[str, str], ...], discover: bool, split_seed: int):
+    return load_dataset(path, features=dict(features) or None, discover_features=discover, split_seed=split_seed)
+
+
+def load_run_data(cfg: RunConfig):
+    """The graph of a config (kept for the next run of the same process: table2 and search reuse it)."""
+    return _load_cached(dataset_path(cfg.dataset), tuple(sorted(cfg.features.items())), cfg.discover_features,
+                        cfg.split_seed)
+
+
+def build_model(cfg: RunConfig, data):
+    from ..models import MODELS
+    try:
+        return MODELS[cfg.model].from_graph(data, **cfg.model_args)
+    except ValueError as e:  # the models check their option values (choices, modality names)
+        raise ConfigError(str(e), "model_args", " <- ".join(cfg.sources)) from None
+
+
+def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "cpu", threads: Optional[int] = None,
+        progress: bool = True, save_topk: bool = False, overwrite: bool = False, resume: bool = True,
+        reuse: bool = False, deterministic: bool = False, checkpoint_every: int = 1,
+        log: Callable[[str], None] = lambda s: print(s, flush=True)) -> Dict[str, Any]:
+    """Trains ``cfg`` (resuming its checkpoint in ``out`` if there is one) and writes the run folder.
+
+    Args:
+        cfg: The resolved configuration.
+        out: The run folder (nothing is written without one).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        threads: torch CPU threads (default: torch's choice).
+        save_topk: Also write each test user's top-20 items.
+        overwrite: Replace a finished run or a checkpoint, whatever its configuration.
+        resume: Continue from ``out``'s checkpoint of the same configuration (default).
+        reuse: Return the results of a finished run of the same configuration instead of refusing
+            (what table2 and search do).
+        deterministic: :func:`~idsf_pyg.train.trainer.use_deterministic_algorithms`.
+        checkpoint_every: Epochs between checkpoints.
+    """
+    if threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"must be >= 1, got {threads}", "--threads")
+        torch.set_num_threads(threads)
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ConfigError(f"must be >= 1, got {checkpoint_every}", "--checkpoint-every")
+    dev = resolve_device(device)
+    folder = RunFolder(out) if out is not None else None
+    if folder is not None:
+        folder.check_writable()
+    use_deterministic_algorithms(deterministic)
+
+    t0 = time.perf_counter()
+    data = load_run_data(cfg)
+    info = describe(data)
+    log(f"data: {info['name']}  users {info['users']}  items {info['items']}  train/val/test edges "
+        f"{info['train_edges']}/{info['val_edges']}/{info['test_edges']}  ({time.perf_counter() - t0:.1f}s)")
+    for note in info["notes"]:
+        log(f"  note: {note}")
+    for m, d in info["modalities"].items():
+        log(f"  modality {m}: {d['dim']}-d, {d['source']}")
+    key = run_key(cfg, info["fingerprint"], data.feature_sources)
+    material = key_material(cfg, info["fingerprint"], data.feature_sources)
+
+    checkpointer = None
+    if folder is not None:
+        done = folder.finished()
+        if done is not None and reuse and done.get("run_key") == key:
+            log(f"finished earlier with the same configuration: reading {folder.file(RESULTS)}")
+            return done
+        if done is not None and not overwrite:
+            if done.get("run_key") == key:
+                raise RunFolderError(f"{folder.file(RESULTS)}: this run has finished already (same configuration); "
+                                     "pass --overwrite to train it again, or choose another --out")
+            raise RunFolderError(f"{folder.file(RESULTS)} holds a run of another configuration: "
+                                 f"{_describe_diff(done.get('key_material'), material)}; pass --overwrite to "
+                                 "replace it, or choose another --out")
+        if overwrite:
+            folder.clear()
+        checkpointer = Checkpointer(folder.file(CHECKPOINT), key, checkpoint_every)
+        if checkpointer.exists():
+            previous = _read_yaml(folder.file(CONFIG))
+            if previous.get("run_key") != key:
+                raise RunFolderError(f"{folder.file(CHECKPOINT)} is a checkpoint of another configuration: "
+                                     f"{_describe_diff(previous.get('key_material'), material)}; pass --overwrite "
+                                     "to start this one there, or choose another --out")
+            if not resume:
+                raise RunFolderError(f"{folder.file(CHECKPOINT)} exists: rerun without --no-resume to continue it, "
+                                     "or pass --overwrite to start again")
+        write_text(folder.file(CONFIG), yaml.safe_dump({"run_key": key, "config": cfg.to_dict(),
+                                                        "key_material": material}, sort_keys=False))
+
+    set_seed(cfg.train.seed)  # before the model is built: its initialization is part of the run
+    model = build_model(cfg, data)
+    log(f"model: {cfg.model} {cfg.model_args}\ntrain: {cfg.train}  device {dev}")
+    result = train(model, data, cfg.train, device=dev, log=log, save_topk=save_topk, progress=progress,
+                   checkpoint=checkpointer)
+    topk = result.pop("_topk")
+    result = {"model": cfg.model, "config": cfg.to_dict(), "config_sources": cfg.sources, "run_key": key,
+              "key_material": material, "seed": cfg.train.seed, "feature_sources": dict(data.feature_sources),
+              "software": software_versions(), "hardware": hardware(dev), "deterministic": deterministic, **result}
+    if folder is not None:
+        if topk is not None:
+            top, users = topk
+            with atomic_open(folder.file(TOPK), "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["user_id", "item_ids"])
+                for u, row in zip(users.tolist(), top.tolist()):
+                    w.writerow([u, " ".join(str(i) for i in row if i >= 0)])
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        write_with(folder.file(BEST), lambda f: torch.save(state, f))
+        write_json(folder.file(RESULTS), result)
+        folder.file(CHECKPOINT).unlink(missing_ok=True)  # finished: results.json is the record now
+    if topk is not None:
+        result["_topk"] = topk
+    return result
+
+
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def _describe_diff(old: Optional[Dict[str, Any]], new: Dict[str, Any]) -> str:
+    if not old:
+        return "its configuration is not recorded"
+    diffs = key_differences(old, new)
+    return "differs in " + "; ".join(diffs[:6]) + (f" (+{len(diffs) - 6} more)" if len(diffs) > 6 else "") \
+        if diffs else "same settings but another run key"
+
+
+def software_versions() -> Dict[str, str]:
+    import numpy
+    import torch_geometric
+    out = {"python": platform.python_version(), "torch": torch.__version__,
+           "torch_geometric": torch_geometric.__version__, "numpy": numpy.__version__}
+    try:
+        import torch_scatter
+        out["torch_scatter"] = torch_scatter.__version__
+    except ImportError:
+        out["torch_scatter"] = "absent (PyG pure-PyTorch scatter)"
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        if rev.returncode == 0:
+            out["idsf_pyg_git"] = rev.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def hardware(device: torch.device) -> Dict[str, Any]:
+    info: Dict[str, Any] = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "platform": platform.platform()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
