@@ -38,7 +38,8 @@ class ConfigError(IDSFError, ValueError):
     """An unknown, mistyped or out-of-range setting; the message names the key and where it came from."""
 
     def __init__(self, message: str, key: Optional[str] = None, source: Optional[str] = None):
-        where = ", ".join(x for x in (source, f"key '{key}'" if key else None) if x)
+        named = (f"option {key}" if key.startswith("-") else f"key '{key}'") if key else None
+        where = ", ".join(x for x in (source, named) if x)
         super().__init__(f"{where}: {message}" if where else message)
         self.key = key
         self.source = source
@@ -54,3 +55,7 @@ class TrainingError(IDSFError):
 
 class DownloadError(IDSFError):
     """A download failed or its content does not match the expected checksum."""
+
+
+class OutputExistsError(IDSFError, FileExistsError):
+    """A command's output exists already and ``--overwrite`` was not given."""

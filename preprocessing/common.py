@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import gzip
-import json
-import os
 import time
 import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from idsf_pyg.data.errors import DataFormatError
 from idsf_pyg.data.readers import sha256_file
+from idsf_pyg.errors import ConfigError, DataFormatError, OutputExistsError
+from idsf_pyg.io import write_json, write_with
 
 PathLike = Union[str, Path]
 
@@ -47,10 +46,17 @@ def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
 
 
 def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
-    """Refuses to replace existing outputs unless ``overwrite``."""
+    """Refuses to replace existing outputs unless ``overwrite`` (checked before any work)."""
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"outputs exist already: {', '.join(existing)} (pass --overwrite to replace them)")
+        raise OutputExistsError(f"outputs exist already: {', '.join(existing)} (pass --overwrite to replace them)")
+
+
+def check_positive(name: str, value: int) -> int:
+    """A count option (``--k``, ``--batch-size``) that must be at least 1."""
+    if value < 1:
+        raise ConfigError(f"must be >= 1, got {value}", name)
+    return value
 
 
 def write_manifest(path: Path, step: str, inputs: List[Dict[str, Any]], outputs: List[Path],
@@ -62,9 +68,7 @@ def write_manifest(path: Path, step: str, inputs: List[Dict[str, Any]], outputs:
         "outputs": [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in outputs],
         **details,
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(tmp, path)
+    write_json(path, manifest)
     return manifest
 
 
@@ -97,10 +101,9 @@ class BadRecords:
 
 
 def save_npy(path: Path, array) -> None:
+    """Writes a ``.npy`` atomically (a killed run never leaves a truncated feature file)."""
     import numpy as np
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    write_with(path, lambda f: np.save(f, array))
 
 
 def optional(value: Optional[Any], default: Any) -> Any:

@@ -18,9 +18,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from idsf_pyg.data.errors import DataFormatError
+from idsf_pyg.cli import DEBUG_HELP, entry_point
+from idsf_pyg.errors import ConfigError, DataFormatError
 
-from .common import BadRecords, check_outputs, describe_input, read_item_map, save_npy, write_manifest
+from .common import BadRecords, check_outputs, check_positive, describe_input, read_item_map, save_npy, write_manifest
 
 ASIN_BYTES, B_DIM = 10, 4096
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -68,16 +69,27 @@ def build_cnn(arch: str, weights: Optional[Path], random_weights: bool):
     import torch
     import torchvision
     if (weights is None) == (not random_weights):
-        raise SystemExit("give exactly one of --weights FILE (the CNN's state dict) or --random-weights")
+        raise ConfigError("give exactly one of --weights FILE (the CNN's state dict) or --random-weights",
+                          "--weights")
     ctor = getattr(torchvision.models, arch, None)
-    if ctor is None:
-        raise SystemExit(f"unknown torchvision model {arch!r}")
+    if ctor is None or not callable(ctor) or arch.startswith("_"):
+        raise ConfigError(f"unknown torchvision model {arch!r} (e.g. resnet50, resnet18)", "--arch")
     model = ctor(weights=None)
     if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as e:  # missing, truncated, or pickled code that weights_only refuses
+            raise DataFormatError(weights, f"cannot read as a torch state dict ({type(e).__name__}: "
+                                  f"{str(e)[:200]})") from None
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
-        model.load_state_dict(state)
+        if not isinstance(state, dict):
+            raise DataFormatError(weights, f"expected a state dict (parameter name -> tensor), got "
+                                  f"{type(state).__name__}")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise DataFormatError(weights, f"does not fit torchvision's {arch}: {str(e).splitlines()[0]}") from None
     model.fc = torch.nn.Identity()  # pooled features
     return model.eval()
 
@@ -134,7 +146,9 @@ def main(argv=None) -> Dict[str, Any]:
     p.add_argument("--output", default="image_feat.npy", help="file name in --data (default: %(default)s)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad records/images instead of failing")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
+    check_positive("--batch-size", args.batch_size)
     out = args.data / args.output
     manifest_path = args.data / "manifest_image.json"
     check_outputs([out, manifest_path], args.overwrite)
@@ -167,4 +181,4 @@ def main(argv=None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -15,10 +15,12 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from idsf_pyg.data.errors import DataFormatError
+from idsf_pyg.cli import DEBUG_HELP, entry_point
 from idsf_pyg.data.split import random_split_per_user
+from idsf_pyg.errors import ConfigError, DataFormatError
+from idsf_pyg.io import atomic_open, write_text
 
-from .common import BadRecords, check_outputs, describe_input, iter_lines, write_manifest
+from .common import BadRecords, check_outputs, check_positive, describe_input, iter_lines, write_manifest
 
 
 def read_reviews(path: Path, bad: BadRecords) -> Tuple[List[str], List[str], List[float], List[float]]:
@@ -102,10 +104,10 @@ def write_outputs(result: Dict[str, object], out: Path, name: str) -> List[Path]
             label[(u, i)] = code
         by_user = {u: sorted(v) for u, v in sorted(by_user.items(), key=lambda kv: int(kv[0]))}
         p = core / f"{split}.json"
-        p.write_text(json.dumps(by_user))
+        write_text(p, json.dumps(by_user))
         paths.append(p)
     p = out / f"{name}.inter"
-    with open(p, "w") as f:
+    with atomic_open(p, "w") as f:
         f.write("userID\titemID\trating\ttimestamp\tx_label\n")
         for u, i, r, t in zip(result["users"].tolist(), result["items"].tolist(), result["ratings"].tolist(),
                               result["times"].tolist()):
@@ -113,7 +115,7 @@ def write_outputs(result: Dict[str, object], out: Path, name: str) -> List[Path]
     paths.append(p)
     for fname, names in (("user_list.txt", result["user_names"]), ("item_list.txt", result["item_names"])):
         p = out / fname
-        p.write_text("".join(f"{n}\t{k}\n" for k, n in enumerate(names)))
+        write_text(p, "".join(f"{n}\t{k}\n" for k, n in enumerate(names)))
         paths.append(p)
     return paths
 
@@ -128,7 +130,11 @@ def main(argv=None) -> Dict[str, object]:
     p.add_argument("--seed", type=int, default=0, help="seed of the per-user split (default: %(default)s)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed lines instead of failing")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
+    check_positive("--k", args.k)
+    if args.seed < 0:
+        raise ConfigError(f"must be >= 0, got {args.seed}", "--seed")
     name = args.name or args.out.name
     outputs = [args.out / "5-core" / f"{s}.json" for s in ("train", "val", "test")]
     outputs += [args.out / f"{name}.inter", args.out / "user_list.txt", args.out / "item_list.txt"]
@@ -146,4 +152,4 @@ def main(argv=None) -> Dict[str, object]:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

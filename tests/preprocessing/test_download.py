@@ -6,6 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from idsf_pyg.errors import DownloadError
 from preprocessing import download
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
@@ -66,5 +67,29 @@ def test_download_resumes_and_reports(server, tmp_path):
 
 
 def test_download_missing_file_is_a_clear_error(server, tmp_path):
-    with pytest.raises(SystemExit, match="HTTP 404"):
+    with pytest.raises(DownloadError, match="HTTP 404"):
         download.main(["--category", "Nope", "--out", str(tmp_path), "--base-url", server, "--no-progress"])
+
+
+def test_download_checks_expected_digests(server, tmp_path):
+    names = download.file_names("Toy")
+    good = hashlib.sha256(PAYLOAD).hexdigest()
+    argv = ["--category", "Toy", "--out", str(tmp_path), "--base-url", server, "--no-progress", "--only", "reviews"]
+    manifest = download.main(argv + ["--sha256", f"{names[0]}={good}"])
+    assert manifest["files"][0]["verified"] is True
+    # The manifest of that download checks the file found there now: it still matches.
+    (tmp_path / "earlier.json").write_text((tmp_path / "download_manifest.json").read_text())
+    assert download.main(argv + ["--hashes", str(tmp_path / "earlier.json")])["files"][0]["verified"]
+    # A changed file is refused and set aside, never reported as good.
+    (tmp_path / names[0]).write_bytes(PAYLOAD[:-1] + b"x")
+    with pytest.raises(DownloadError, match="does not match the expected " + good):
+        download.main(argv + ["--sha256", f"{names[0]}={good}"])
+    assert not (tmp_path / names[0]).exists() and (tmp_path / (names[0] + ".mismatch")).exists()
+    # A fresh download whose content differs from the digest given (sha256sum format) fails too.
+    (tmp_path / "sums.txt").write_text(f"{'0' * 64}  {names[0]}\n")
+    with pytest.raises(DownloadError, match="does not match"):
+        download.main(argv + ["--hashes", str(tmp_path / "sums.txt")])
+
+
+def test_download_defaults_to_https():
+    assert download.BASE_URL.startswith("https://")

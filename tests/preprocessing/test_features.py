@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from idsf_pyg.data import DataFormatError
+from idsf_pyg.errors import ConfigError
 from preprocessing import image_features, interactions, text_features
 from preprocessing.text_features import item_text, parse_meta_line
 
@@ -76,7 +77,7 @@ def test_cnn_route_random_and_file_weights(dataset, tmp_path):
     images = write_images(tmp_path / "images")
     (images / f"{ASINS[3]}.png").write_bytes(b"not an image")
     args = ["--images", str(images), "--data", str(dataset), "--arch", "resnet18"]
-    with pytest.raises(SystemExit, match="exactly one of --weights"):
+    with pytest.raises(ConfigError, match="exactly one of --weights"):
         image_features.main(args)
     with pytest.raises(DataFormatError, match=f"{ASINS[3]}.png: unreadable image"):
         image_features.main(args + ["--random-weights"])
