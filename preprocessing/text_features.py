@@ -39,7 +39,8 @@ def parse_meta_line(raw: str, path: Path, line_no: int) -> Dict[str, Any]:
         try:
             obj = ast.literal_eval(raw.strip())
         except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
-            raise DataFormatError(path, f"neither JSON nor a Python literal ({type(e).__name__})", line_no) from None
+            detail = f"{type(e).__name__}: {getattr(e, 'msg', None) or e}"
+            raise DataFormatError(path, f"neither JSON nor a Python literal ({detail[:120]})", line_no) from None
     if not isinstance(obj, dict):
         raise DataFormatError(path, f"expected a dict per line, got {type(obj).__name__}", line_no)
     if not isinstance(obj.get("asin"), str):

@@ -278,9 +278,11 @@ def feature_matrix_shape(path: PathLike, label: str = "feature matrix") -> Tuple
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
-        if magic != b"\x93NUMPY":
-            raise DataFormatError(path, f"cannot read {label}: not a .npy file (no NumPy header; "
-                                  "save it with np.save)")
+    except OSError as e:
+        raise DataFormatError(path, f"cannot read {label} ({e.strerror or e})") from None
+    if magic != b"\x93NUMPY":
+        raise DataFormatError(path, f"{label} is not a .npy file (no NumPy header; save it with np.save)")
+    try:
         header = np.load(path, mmap_mode="r", allow_pickle=False)  # maps the file: reads the header only
     except OSError as e:
         raise DataFormatError(path, f"cannot read {label} ({e.strerror or e})") from None

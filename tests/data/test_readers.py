@@ -141,7 +141,7 @@ def test_feature_matrix_rows_nan_and_shape(tmp_path):
     with pytest.raises(DataFormatError, match="must be 2-D"):
         read_feature_matrix(f, 5)
     f.write_bytes(b"not an npy file")
-    with pytest.raises(DataFormatError, match="cannot read"):
+    with pytest.raises(DataFormatError, match="not a .npy file"):
         read_feature_matrix(f, 5)
 
 

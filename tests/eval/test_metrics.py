@@ -102,3 +102,30 @@ def test_errors():
         FullRankingEvaluator(3, 3, torch.empty(2, 0, dtype=torch.long), [])
     with pytest.raises(ValueError, match="unknown metrics"):
         FullRankingEvaluator(3, 3, torch.tensor([[0], [1]]), [], metrics=["auc"])
+
+
+def test_fewer_unmasked_items_than_k_never_fills_up_with_masked_ones():
+    # 10 items; user 0 has 8 of them masked, so only items 8 and 9 can be recommended at K = 5. Its
+    # ground truth holds item 8 and item 3 (masked: say a validation item also in test when
+    # mask_val_in_test is on). Ranking masked items would score item 3 as a hit (recall 1.0).
+    n_items = 10
+    train = [set(range(8)), {0}]
+    gt = [{8, 3}, {5}]
+    scores = np.array([np.arange(n_items, 0, -1), np.arange(n_items)], dtype=np.float64)  # user 0 prefers item 0..
+    ev = FullRankingEvaluator(2, n_items, edges(gt), [edges(train)], ks=[5])
+    got = ev.evaluate(torch.tensor(scores), torch.eye(n_items, dtype=torch.float64), return_topk=True)
+    assert got["topk"][0].tolist() == [8, 9, -1, -1, -1]
+    # Hand-computed: user 0 hits item 8 at rank 1 of its 2 rankable items; user 1 ranks 9, 8, 7, 6, 5.
+    assert got["recall@5"] == pytest.approx((1 / 2 + 1) / 2)
+    assert got["precision@5"] == pytest.approx((1 / 5 + 1 / 5) / 2)
+    idcg0 = 1 + 1 / math.log2(3)
+    assert got["ndcg@5"] == pytest.approx((1 / idcg0 + (1 / math.log2(6)) / 1) / 2)
+
+
+def test_nan_scores_are_an_error_not_a_ranking():
+    from idsf_pyg.errors import TrainingError
+    scores, train, gt = random_problem(6)
+    scores[3, 4] = np.nan
+    ev = FullRankingEvaluator(*scores.shape, edges(gt), [edges(train)], ks=[10])
+    with pytest.raises(TrainingError, match="NaN"):
+        ev.evaluate(torch.tensor(scores), torch.eye(scores.shape[1], dtype=torch.float64))

@@ -1,0 +1,97 @@
+"""One place resolves a run's configuration: precedence, routing of --set, validation, the run key."""
+from pathlib import Path
+
+import pytest
+
+from experiments.train import CONFIG_DIR, model_config_file
+from idsf_pyg.errors import ConfigError
+from idsf_pyg.models import MODELS
+from idsf_pyg.train import RunConfig, TrainConfig, resolve_run_config, run_key
+from idsf_pyg.train.config import key_differences, key_material
+
+DATASET_CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", DATASET_CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_config_validates_with_every_model(path):
+    base = resolve_run_config(path)
+    assert base.model in MODELS
+    for model in MODELS:
+        cfg = resolve_run_config(path, model=model, model_file=model_config_file(model))
+        assert cfg.model == model and cfg.train.lr > 0
+
+
+def test_precedence_dataset_then_model_file_then_command_line():
+    synthetic = CONFIG_DIR / "synthetic.yaml"
+    cfg = resolve_run_config(synthetic)
+    assert cfg.train.lr == 5e-3 and cfg.model_args["embedding_dim"] == 64 and cfg.train.epochs == 300
+    # Another model: its file replaces the model arguments and updates the optimizer settings;
+    # the dataset's protocol settings (epochs, eval_every) stay.
+    cfg = resolve_run_config(synthetic, model="lightgcn", model_file=model_config_file("lightgcn"))
+    assert cfg.model_args == {"embedding_dim": 64, "num_layers": 3, "reg_weight": 1e-4}
+    assert cfg.train.lr == 1e-3 and cfg.train.batch_size == 2048 and cfg.train.epochs == 300
+    # The command line wins over both; --set routes training keys to the trainer.
+    cfg = resolve_run_config(synthetic, model="lightgcn", model_file=model_config_file("lightgcn"),
+                             sets={"lr": 0.02, "num_layers": 1, "patience": 0}, train={"epochs": 7, "lr": None})
+    assert cfg.train.lr == 0.02 and cfg.train.patience == 0 and cfg.train.epochs == 7
+    assert cfg.model_args["num_layers"] == 1 and "lr" not in cfg.model_args
+    assert cfg.sources[-1] == "command line"
+
+
+def test_values_are_checked_and_converted():
+    synthetic = CONFIG_DIR / "synthetic.yaml"
+    cfg = resolve_run_config(synthetic, sets={"lr": "1e-3", "gamma": 1, "embedding_dim": 32.0})
+    assert cfg.train.lr == 1e-3 and isinstance(cfg.model_args["gamma"], float)
+    assert cfg.model_args["embedding_dim"] == 32 and isinstance(cfg.model_args["embedding_dim"], int)
+    with pytest.raises(ConfigError, match="model_args.tau.*> 0"):
+        resolve_run_config(synthetic, sets={"tau": 0})
+    with pytest.raises(ConfigError, match="model_args.no_content.*true or false"):
+        resolve_run_config(synthetic, sets={"no_content": 1})
+    with pytest.raises(ConfigError, match="must be an integer"):
+        resolve_run_config(synthetic, sets={"num_layers": 1.5})
+    with pytest.raises(ConfigError, match="dropout.*< 1"):
+        resolve_run_config(synthetic, model="ngcf", model_file=model_config_file("ngcf"), sets={"node_dropout": 1.0})
+    with pytest.raises(ConfigError, match="layer_sizes.*>= 1"):
+        resolve_run_config(synthetic, model="ngcf", model_file=model_config_file("ngcf"), sets={"layer_sizes": [64, 0]})
+    with pytest.raises(ConfigError, match="max_seconds"):
+        resolve_run_config(synthetic, train={"max_seconds": -5})
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_model_file_keys_are_checked(tmp_path):
+    bad = tmp_path / "bpr.yaml"
+    bad.write_text("model: bpr\nmodel_args: {embedding_dim: 8}\nfeatures: {x: y}\n")
+    with pytest.raises(ConfigError, match=r"bpr.yaml, key 'features'"):
+        resolve_run_config(CONFIG_DIR / "synthetic.yaml", model="bpr", model_file=bad)
+    other = tmp_path / "other.yaml"
+    other.write_text("model: lightgcn\n")
+    with pytest.raises(ConfigError, match="is for model 'lightgcn', not 'bpr'"):
+        resolve_run_config(CONFIG_DIR / "synthetic.yaml", model="bpr", model_file=other)
+
+
+def test_round_trip_through_plain_data():
+    cfg = resolve_run_config(CONFIG_DIR / "baby_random.yaml", sets={"gamma": 0.5})
+    again = RunConfig.from_dict(cfg.to_dict(), "config.yaml")
+    assert again.to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="config.yaml, key 'trian'"):
+        RunConfig.from_dict({**cfg.to_dict(), "trian": {}}, "config.yaml")
+
+
+def test_the_run_key_depends_on_what_defines_the_numbers_only():
+    synthetic = CONFIG_DIR / "synthetic.yaml"
+    fp, feats = "f" * 64, {"view_a": "synthetic", "view_b": "synthetic"}
+    base = resolve_run_config(synthetic)
+    key = run_key(base, fp, feats)
+    # Setting an argument to its default, or changing what does not change numbers, keeps the key.
+    assert run_key(resolve_run_config(synthetic, sets={"tau": 0.5, "checkpoint": True}), fp, feats) == key
+    assert run_key(resolve_run_config(synthetic, sets={"eval_batch_size": 7}), fp, feats) == key
+    # Seed, a hyper-parameter, the data or the features change it.
+    for other in (run_key(resolve_run_config(synthetic, train={"seed": 1}), fp, feats),
+                  run_key(resolve_run_config(synthetic, sets={"gamma": 0.31}), fp, feats),
+                  run_key(base, "e" * 64, feats),
+                  run_key(base, fp, {**feats, "view_b": "file:x.npy sha256:00"})):
+        assert other != key
+    diffs = key_differences(key_material(base, fp, feats),
+                            key_material(resolve_run_config(synthetic, train={"seed": 1}), fp, feats))
+    assert diffs == ["train.seed: 0 -> 1"]
