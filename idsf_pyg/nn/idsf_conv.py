@@ -1,49 +1,94 @@
 r"""The IDSF propagation layer, eq. (7)–(8) of the paper."""
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
-from torch_geometric.utils import is_torch_sparse_tensor, spmm
+from torch_geometric.typing import SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor, scatter, spmm, to_edge_index, to_torch_csr_tensor
 
 PairTensor = Tuple[Tensor, Optional[Tensor]]
-NORMALIZATIONS = ("sym", "row_self_loop")
+PairOptTensor = Union[Optional[Tensor], Tuple[Optional[Tensor], Optional[Tensor]]]
+Adjacency = Union[Tensor, SparseTensor]
+NORMALIZATIONS = ("sym", "row_self_loop", "none")
 
 
-def _degrees_from_edge_index(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, Tensor]:
-    deg_src = torch.bincount(edge_index[0], minlength=num_src)
-    deg_dst = torch.bincount(edge_index[1], minlength=num_dst)
-    return deg_src, deg_dst
+def _check_normalize(normalize: Union[str, bool]) -> str:
+    if normalize is True:  # GCNConv's spelling
+        return "sym"
+    if normalize is False:
+        return "none"
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS} (or True/False), got {normalize!r}")
+    return normalize
 
 
-def bipartite_norm(edge_index: Tensor, num_src: int, num_dst: int, normalization: str = "sym",
-                   dtype: torch.dtype = torch.float32) -> Tensor:
-    r"""Per-edge weights of a directed bipartite graph ``src -> dst``.
+def idsf_norm(edge_index: Tensor, edge_weight: Optional[Tensor], num_src: int, num_dst: int,
+              normalize: str = "sym", dtype: Optional[torch.dtype] = None
+              ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    r"""Normalized edge weights of a directed bipartite graph ``src -> dst``, in the manner of
+    :func:`~torch_geometric.nn.conv.gcn_norm`: with weights :math:`w_{ji}` the degrees are weighted sums,
+    :math:`d_i = \sum_{j \in \mathcal{N}(i)} w_{ji}` (a repeated edge counts once per occurrence).
 
-    * ``"sym"`` (eq. (7)–(8)): :math:`1/\sqrt{|\mathcal{N}(dst)|\,|\mathcal{N}(src)|}`;
-    * ``"row_self_loop"`` (the official code): :math:`1/(|\mathcal{N}(dst)|+1)`,
-      the self loop's share being added by :class:`IDSFConv`.
+    * ``"sym"`` (eq. (7)–(8); :math:`w = 1` gives the paper's
+      :math:`1/\sqrt{|\mathcal{N}(i)|\,|\mathcal{N}(j)|}`):
+      :math:`\hat{w}_{ji} = w_{ji} / \sqrt{d_i\, d_j}`; an edge whose endpoint has degree 0 gets 0;
+    * ``"row_self_loop"`` (the official code): :math:`\hat{w}_{ji} = w_{ji} / (d_i + 1)`, and the target's
+      own previous embedding gets the self-loop weight :math:`1 / (d_i + 1)`;
+    * ``"none"``: :math:`\hat{w}_{ji} = w_{ji}`.
 
-    Degrees count edges, so a repeated edge counts twice.
+    Weights must be non-negative.
+
+    Returns:
+        ``(edge_index, normalized edge weight [E], self-loop weight of the targets [num_dst] or None)``.
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    deg_src, deg_dst = _degrees_from_edge_index(edge_index, num_src, num_dst)
-    if normalization == "sym":
-        # Every endpoint of an edge has degree >= 1, so no division by zero.
-        w = deg_src[edge_index[0]].to(dtype).rsqrt() * deg_dst[edge_index[1]].to(dtype).rsqrt()
-    else:
-        w = 1.0 / (deg_dst[edge_index[1]].to(dtype) + 1.0)
-    return w
+    normalize = _check_normalize(normalize)
+    if edge_weight is None:
+        edge_weight = torch.ones(edge_index.size(1), dtype=dtype or torch.float, device=edge_index.device)
+    elif dtype is not None:
+        edge_weight = edge_weight.to(dtype)
+    if normalize == "none":
+        return edge_index, edge_weight, None
+    src, dst = edge_index[0], edge_index[1]
+    deg_dst = scatter(edge_weight, dst, dim=0, dim_size=num_dst, reduce="sum")
+    if normalize == "sym":
+        deg_src = scatter(edge_weight, src, dim=0, dim_size=num_src, reduce="sum")
+        inv_src = deg_src.pow(-0.5).masked_fill_(deg_src == 0, 0.0)
+        inv_dst = deg_dst.pow(-0.5).masked_fill_(deg_dst == 0, 0.0)
+        return edge_index, inv_src[src] * edge_weight * inv_dst[dst], None
+    inv = 1.0 / (deg_dst + 1.0)
+    return edge_index, edge_weight * inv[dst], inv
 
 
-def _csr_to_edge_index(adj_t: Tensor) -> Tensor:
-    """``[2, nnz]`` (row 0 = src = column, row 1 = dst = row) of a CSR ``[n_dst, n_src]``."""
-    crow = adj_t.crow_indices()
-    rows = torch.repeat_interleave(torch.arange(adj_t.size(0), device=crow.device), crow[1:] - crow[:-1])
-    return torch.stack([adj_t.col_indices(), rows])
+def as_bipartite_edges(adj: Adjacency, edge_weight: Optional[Tensor] = None
+                       ) -> Tuple[Tensor, Optional[Tensor], Optional[Tuple[int, int]]]:
+    r"""Any adjacency the layer takes -> ``(edge_index [2, E] with row 0 = source, edge weight, size)``.
+
+    A sparse adjacency (``torch.sparse`` CSR/COO or :class:`torch_sparse.SparseTensor`) is
+    :math:`[|\mathcal{V}_{dst}|, |\mathcal{V}_{src}|]` and its values are the edge weights; an
+    ``edge_index`` (a plain tensor or PyG's :class:`~torch_geometric.EdgeIndex`) takes them from
+    ``edge_weight``. ``size`` is ``(n_src, n_dst)`` where the input says it, else ``None``.
+    """
+    if is_torch_sparse_tensor(adj) or isinstance(adj, SparseTensor):
+        if edge_weight is not None:
+            raise ValueError("a sparse adjacency carries its edge weights in its values: do not pass edge_weight too")
+        (dst, src), values = to_edge_index(adj)
+        n_dst, n_src = (adj.sparse_sizes() if isinstance(adj, SparseTensor) else adj.shape[:2])
+        return torch.stack([src, dst]), values, (int(n_src), int(n_dst))
+    size = None
+    sparse_size = getattr(adj, "sparse_size", None)
+    if callable(sparse_size):  # torch_geometric.EdgeIndex
+        s = sparse_size()
+        size = (int(s[0]), int(s[1])) if s[0] is not None and s[1] is not None else None
+        adj = adj.as_tensor()
+    if adj.dim() != 2 or adj.size(0) != 2:
+        raise ValueError(f"edge_index must have shape [2, E], got {tuple(adj.shape)}")
+    if edge_weight is not None and edge_weight.shape != (adj.size(1),):
+        raise ValueError(f"edge_weight must have shape [{adj.size(1)}] (one weight per edge), "
+                         f"got {tuple(edge_weight.shape)}")
+    return adj, edge_weight, size
 
 
 class IDSFConv(MessagePassing):
@@ -56,99 +101,128 @@ class IDSFConv(MessagePassing):
 
     .. math::
         \mathbf{x}^{\prime}_i = \sum_{j \in \mathcal{N}(i)}
-        \frac{1}{\sqrt{|\mathcal{N}(i)|}\sqrt{|\mathcal{N}(j)|}} \mathbf{x}_j
-        + \gamma\, \mathbf{x}^{id}_i
+        \frac{w_{ji}}{\sqrt{d_i\, d_j}} \mathbf{x}_j
+        + \gamma\, \mathbf{x}^{id}_i, \qquad d_i = \sum_{j \in \mathcal{N}(i)} w_{ji}
 
-    where :math:`\mathbf{x}_j` are the source embeddings of the previous layer
-    and :math:`\mathbf{x}^{id}_i` the target's ID embedding (the modality-
-    specific item ID for items, the user ID for users). :math:`\gamma = 0`
-    gives the "structure w/o ID" ablation (plain LightGCN propagation).
-    Target nodes without neighbours get only :math:`\gamma\,\mathbf{x}^{id}_i`.
+    where :math:`\mathbf{x}_j` are the source embeddings of the previous layer,
+    :math:`\mathbf{x}^{id}_i` the target's ID embedding (the modality-specific
+    item ID for items, the user ID for users) and :math:`w_{ji}` optional edge
+    weights (:math:`w = 1`, the paper: :math:`d_i = |\mathcal{N}(i)|`).
+    :math:`\gamma = 0` gives the "structure w/o ID" ablation (plain LightGCN
+    propagation). Targets without neighbours get only :math:`\gamma\,\mathbf{x}^{id}_i`.
 
-    With ``normalization="row_self_loop"`` (the official implementation) the
-    neighbour term becomes the mean over the neighbours and the target itself,
-    :math:`(\sum_{j \in \mathcal{N}(i)} \mathbf{x}_j + \mathbf{x}_i)/(|\mathcal{N}(i)|+1)`,
-    which needs the target's previous embedding: pass ``x=(x_src, x_dst)``.
+    ``normalize="row_self_loop"`` (the official implementation) replaces the
+    neighbour term by the weighted mean over the neighbours and the target itself,
+    :math:`(\sum_{j} w_{ji}\mathbf{x}_j + \mathbf{x}_i)/(d_i + 1)`, which needs the
+    target's previous embedding: pass ``x=(x_src, x_dst)``. ``normalize="none"``
+    sums :math:`w_{ji}\mathbf{x}_j` as given (for weights normalized beforehand
+    with :func:`idsf_norm`, as :class:`~idsf_pyg.models.IDSF` does once for the
+    training graph).
+
+    Two ways to extend it: weight the edges (``edge_weight``, or the values of a
+    sparse adjacency), or subclass and override :meth:`message`; extra keyword
+    arguments of :meth:`forward` reach it through :meth:`propagate`, as in any
+    PyG layer (a subclass that overrides :meth:`message` is always run message by
+    message, also for sparse inputs, so that its :meth:`message` is called).
 
     Args:
         gamma (float): Weight :math:`\gamma` of the ID self term.
-        normalization (str, optional): ``"sym"`` (the paper, default) or
-            ``"row_self_loop"`` (the official code).
+        normalize (str or bool, optional): ``"sym"`` (the paper, default),
+            ``"row_self_loop"`` (the official code) or ``"none"``; :obj:`True` /
+            :obj:`False` mean ``"sym"`` / ``"none"`` as in
+            :class:`~torch_geometric.nn.conv.GCNConv`.
         cached (bool, optional): If :obj:`True`, the normalized adjacency is
-            computed on the first call and reused (as in
-            :class:`~torch_geometric.nn.conv.GCNConv`); only for a fixed graph
-            such as the training graph. (default: :obj:`False`)
+            computed on the first call and reused until :meth:`reset_parameters`
+            (as in :class:`~torch_geometric.nn.conv.GCNConv`); only for a fixed
+            graph, in transductive learning. (default: :obj:`False`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes:
         - **input:**
-          source features :math:`(|\mathcal{V}_{src}|, F)` (or the pair
-          ``(x_src, x_dst)``),
-          edges :math:`(2, |\mathcal{E}|)` with row 0 = source, row 1 = target,
-          or a ``torch.sparse`` CSR adjacency :math:`(|\mathcal{V}_{dst}|, |\mathcal{V}_{src}|)`
-          holding the structure (its values are ignored),
-          target ID embeddings :math:`(|\mathcal{V}_{dst}|, F)` *(optional if* ``gamma == 0`` *)*
+          source features :math:`(|\mathcal{V}_{src}|, F)` or the pair
+          ``(x_src, x_dst)``;
+          edges :math:`(2, |\mathcal{E}|)` with row 0 = source, row 1 = target
+          (a tensor or :class:`~torch_geometric.EdgeIndex`), or a sparse adjacency
+          :math:`(|\mathcal{V}_{dst}|, |\mathcal{V}_{src}|)` (``torch.sparse`` CSR/COO or
+          :class:`torch_sparse.SparseTensor`) whose values are edge weights;
+          target ID embeddings :math:`(|\mathcal{V}_{dst}|, F)` or a pair whose second
+          entry they are *(optional if* ``gamma == 0`` *)*;
+          edge weights :math:`(|\mathcal{E}|)` *(optional)*
         - **output:** target features :math:`(|\mathcal{V}_{dst}|, F)`
     """
 
-    def __init__(self, gamma: float, normalization: str = "sym", cached: bool = False, **kwargs):
+    def __init__(self, gamma: float, normalize: Union[str, bool] = "sym", cached: bool = False, **kwargs: Any):
         kwargs.setdefault("aggr", "add")
         super().__init__(**kwargs)
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         self.gamma = float(gamma)
-        self.normalization = normalization
+        self.normalize = _check_normalize(normalize)
         self.cached = cached
-        self._cached_adj: Optional[Union[Tensor, Tuple[Tensor, Tensor]]] = None
+        # A subclass with its own message() must see every message: no fused sparse product then.
+        if type(self).message is not IDSFConv.message:
+            self.fuse = False
+        self._cached: Optional[Tuple[Any, ...]] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         r"""Clears the cached normalization (the layer has no weights)."""
         super().reset_parameters()
-        self._cached_adj = None
+        self._cached = None
 
-    def _normalized(self, edge_index: Tensor, num_src: int, num_dst: int,
-                    dtype: torch.dtype) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        if self.cached and self._cached_adj is not None:
-            return self._cached_adj
-        if is_torch_sparse_tensor(edge_index):
-            if edge_index.layout != torch.sparse_csr:
-                edge_index = edge_index.to_sparse_csr()
-            ei = _csr_to_edge_index(edge_index)
-            w = bipartite_norm(ei, num_src, num_dst, self.normalization, dtype)
-            adj: Union[Tensor, Tuple[Tensor, Tensor]] = torch.sparse_csr_tensor(
-                edge_index.crow_indices(), edge_index.col_indices(), w, (num_dst, num_src),
-                check_invariants=False)
+    def _normalized(self, adj: Adjacency, edge_weight: Optional[Tensor], n_src: int, n_dst: int,
+                    dtype: torch.dtype) -> Tuple[Any, Optional[Tensor], Optional[Tensor]]:
+        """``(edge_index or sparse [n_dst, n_src] adjacency, edge weight or None, self-loop weight or None)``."""
+        if self.cached and self._cached is not None:
+            return self._cached
+        sparse_in = is_torch_sparse_tensor(adj) or isinstance(adj, SparseTensor)
+        if sparse_in and self.fuse and self.normalize == "none" and is_torch_sparse_tensor(adj):
+            # Already the product's operand: one sparse-dense product, no conversion.
+            csr = adj if adj.layout == torch.sparse_csr else adj.to_sparse_csr()
+            out: Tuple[Any, Optional[Tensor], Optional[Tensor]] = (csr.to(dtype), None, None)
         else:
-            adj = (edge_index, bipartite_norm(edge_index, num_src, num_dst, self.normalization, dtype))
+            ei, w, _ = as_bipartite_edges(adj, edge_weight)
+            ei, w, self_w = idsf_norm(ei, w, n_src, n_dst, self.normalize, dtype)
+            if sparse_in and self.fuse:
+                csr = to_torch_csr_tensor(torch.stack([ei[1], ei[0]]), w, size=(n_dst, n_src))
+                out = (csr, None, self_w)
+            else:
+                out = (ei, w, self_w)
         if self.cached:
-            self._cached_adj = adj
-        return adj
+            self._cached = out
+        return out
 
-    def forward(self, x: Union[Tensor, PairTensor], edge_index: Tensor, x_id: Optional[Tensor] = None,
-                size: Optional[Tuple[int, int]] = None) -> Tensor:
+    def forward(self, x: Union[Tensor, PairTensor], edge_index: Adjacency, x_id: PairOptTensor = None,
+                edge_weight: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None, **kwargs: Any) -> Tensor:
         r"""
         Args:
             x: Source embeddings ``[n_src, F]``, or ``(x_src, x_dst)``
-                (``x_dst`` is needed by ``normalization="row_self_loop"``).
-            edge_index: ``[2, E]`` edges (row 0 = source) or a sparse CSR
-                adjacency ``[n_dst, n_src]``.
-            x_id: Target ID embeddings ``[n_dst, F]``; required if ``gamma != 0``.
-            size: ``(n_src, n_dst)``; inferred from a sparse adjacency, else
-                from ``x_id`` / ``x_dst`` (a square graph if neither is given).
+                (``x_dst`` is needed by ``normalize="row_self_loop"``).
+            edge_index: ``[2, E]`` edges (row 0 = source) or a sparse
+                adjacency ``[n_dst, n_src]`` (its values are edge weights).
+            x_id: Target ID embeddings ``[n_dst, F]`` (or a ``(source, target)``
+                pair, as :class:`~torch_geometric.nn.conv.HeteroConv` passes it);
+                required if ``gamma != 0``.
+            edge_weight: ``[E]`` non-negative weights of ``edge_index``'s edges.
+            size: ``(n_src, n_dst)``; inferred from a sparse adjacency or an
+                ``EdgeIndex`` with sizes, else from ``x_dst`` / ``x_id`` (a square
+                graph if neither is given).
+            **kwargs: Passed on to :meth:`propagate`, for a subclass whose
+                :meth:`message` takes more arguments (per edge: in ``edge_index``'s
+                order; for a sparse adjacency, in its row-major order).
         """
         x_src, x_dst = (x, None) if isinstance(x, Tensor) else x
-        if is_torch_sparse_tensor(edge_index):
-            n_dst, n_src = edge_index.size(0), edge_index.size(1)
-            if size is not None and tuple(size) != (n_src, n_dst):
-                raise ValueError(f"size {tuple(size)} does not match the sparse adjacency "
-                                 f"[n_dst, n_src] = {tuple(edge_index.shape)}")
+        if isinstance(x_id, (tuple, list)):
+            x_id = x_id[1]
+        known = _declared_size(edge_index)
+        if known is not None:
+            if size is not None and tuple(size) != known:
+                raise ValueError(f"size {tuple(size)} does not match the adjacency's (n_src, n_dst) = {known}")
+            n_src, n_dst = known
         elif size is not None:
             n_src, n_dst = int(size[0]), int(size[1])
         else:
             n_src = x_src.size(0)
-            ref = x_id if x_id is not None else x_dst
+            ref = x_dst if x_dst is not None else x_id
             n_dst = ref.size(0) if ref is not None else n_src
         if x_src.size(0) != n_src:
             raise ValueError(f"x has {x_src.size(0)} source rows but the graph has {n_src} sources")
@@ -157,17 +231,16 @@ class IDSFConv(MessagePassing):
                 raise ValueError("x_id (the targets' ID embeddings) is required when gamma != 0")
             if x_id.shape != (n_dst, x_src.size(1)):
                 raise ValueError(f"x_id must have shape {(n_dst, x_src.size(1))}, got {tuple(x_id.shape)}")
-        if self.normalization == "row_self_loop" and (x_dst is None or x_dst.size(0) != n_dst):
-            raise ValueError("normalization='row_self_loop' needs x=(x_src, x_dst) with n_dst target rows")
+        if self.normalize == "row_self_loop" and (x_dst is None or x_dst.size(0) != n_dst):
+            raise ValueError("normalize='row_self_loop' needs x=(x_src, x_dst) with n_dst target rows")
 
-        adj = self._normalized(edge_index, n_src, n_dst, x_src.dtype)
-        if isinstance(adj, tuple):
-            out = self.propagate(adj[0], x=x_src, edge_weight=adj[1], size=(n_src, n_dst))
+        adj, weight, self_w = self._normalized(edge_index, edge_weight, n_src, n_dst, x_src.dtype)
+        if isinstance(adj, Tensor) and adj.is_sparse_csr:
+            out = self.propagate(adj, x=x_src, edge_weight=None, **kwargs)
         else:
-            out = self.propagate(adj, x=x_src, edge_weight=None)
-        if self.normalization == "row_self_loop":
-            deg_dst = _degree_of_targets(adj, n_dst)
-            out = out + x_dst / (deg_dst.to(x_dst.dtype) + 1.0).unsqueeze(-1)
+            out = self.propagate(adj, x=x_src, edge_weight=weight, size=(n_src, n_dst), **kwargs)
+        if self_w is not None:
+            out = out + self_w.to(x_dst.dtype).unsqueeze(-1) * x_dst
         if self.gamma != 0.0:
             out = out + self.gamma * x_id
         return out
@@ -180,12 +253,19 @@ class IDSFConv(MessagePassing):
         return spmm(adj_t, x, reduce=self.aggr)
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(gamma={self.gamma}, normalization='{self.normalization}', "
-                f"cached={self.cached})")
+        return f"{self.__class__.__name__}(gamma={self.gamma}, normalize='{self.normalize}', cached={self.cached})"
 
 
-def _degree_of_targets(adj: Union[Tensor, Tuple[Tensor, Tensor]], n_dst: int) -> Tensor:
-    if isinstance(adj, tuple):
-        return torch.bincount(adj[0][1], minlength=n_dst)
-    crow = adj.crow_indices()
-    return crow[1:] - crow[:-1]
+def _declared_size(adj: Adjacency) -> Optional[Tuple[int, int]]:
+    """``(n_src, n_dst)`` of a sparse adjacency or a sized ``EdgeIndex``; ``None`` for a plain ``edge_index``."""
+    if isinstance(adj, SparseTensor):
+        n_dst, n_src = adj.sparse_sizes()
+        return int(n_src), int(n_dst)
+    if is_torch_sparse_tensor(adj):
+        return int(adj.size(1)), int(adj.size(0))
+    sparse_size = getattr(adj, "sparse_size", None)
+    if callable(sparse_size):
+        s = sparse_size()
+        if s[0] is not None and s[1] is not None:
+            return int(s[0]), int(s[1])
+    return None
