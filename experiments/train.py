@@ -92,6 +92,9 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                    help="override a setting: a training one (lr, batch_size, epochs, patience, ...) or a model "
                         "argument, e.g. --set gamma=1.0 --set contrast_scope=batch --set lr=1e-3")
     p.add_argument("--modalities", help="comma-separated subset of the graph's modalities (Table 4)")
+    p.add_argument("--edge-weight", metavar="SPEC",
+                   help="weights of the training edges from a .inter file: 'rating' or 'recency:<half-life days>'; "
+                        "IDSF and LightGCN use them with --set use_edge_weight=true (default: none)")
     p.add_argument("--seed", type=int, help="training seed (initialization and sampling)")
     p.add_argument("--split-seed", type=int, help="seed of the per-user split for files without one")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
@@ -125,7 +128,7 @@ def config_from_args(config: Path, args: argparse.Namespace) -> RunConfig:
                               dataset=args.dataset, features=parse_assignments(args.feature, "--feature"),
                               sets=sets, train=train, split_seed=args.split_seed,
                               modalities=[m.strip() for m in args.modalities.split(",") if m.strip()]
-                              if args.modalities else None)
+                              if args.modalities else None, edge_weight=args.edge_weight)
 
 
 def print_table(rows: List[Dict[str, Any]], ks) -> None:

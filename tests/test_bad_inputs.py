@@ -210,6 +210,11 @@ CASES: List[Case] = [
     ("malformed random spec", _train("--feature", "random1=random:big"), ["random:big", "random[:dim[:std]]"]),
     ("feature file missing", _train("--feature", "img=/nonexistent/img.npy"), ["/nonexistent/img.npy", "cannot read"]),
     ("dataset missing", _train("--dataset", "/nonexistent/data"), ["/nonexistent/data", "no such file"]),
+    ("malformed edge-weight spec", _train("--edge-weight", "stars"), ["edge_weight", "recency:<half-life"]),
+    ("edge weights asked of a split without ratings", _train("--edge-weight", "rating"),
+     ["5-core", "no ratings or timestamps"]),
+    ("edge weights used but not loaded", _train("--model", "lightgcn", "--set", "use_edge_weight=true"),
+     ["use_edge_weight", "no edge weights"]),
     # --- interaction files
     ("train.json not JSON", _data(_json("train", '{"0": [1, 2],\n "1": [3,, 4]}')),
      ["train.json", "line 2", "not valid JSON"]),

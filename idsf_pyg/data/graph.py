@@ -108,6 +108,10 @@ def build_graph(splits: Mapping[str, Interactions], num_users: Optional[int] = N
     data[EDGE].val_edge_index = _edges(cleaned["val"])
     data[EDGE].test_edge_index = _edges(cleaned["test"])
     data[REV_EDGE].edge_index = train.flip(0)
+    if cleaned["train"].values is not None:  # edge weights of the training edges (see load_dataset)
+        w = torch.from_numpy(np.ascontiguousarray(cleaned["train"].values, dtype=np.float32))
+        data[EDGE].edge_weight = w
+        data[REV_EDGE].edge_weight = w
     data.split_report = report
     data.feature_sources = {}
     for mod, arr in (features or {}).items():
@@ -126,7 +130,7 @@ def _check_splits(splits: Mapping[str, Interactions], num_items: int, source: Op
         uniq, first = np.unique(k, return_index=True)
         report["duplicates_dropped"][split] = int(k.size - uniq.size)
         keep = np.sort(first)  # the first occurrence of each pair, in file order
-        cleaned[split] = Interactions(inter.users[keep], inter.items[keep])
+        cleaned[split] = inter.take(keep)
         keys[split] = uniq
     if np.array_equal(keys["val"], keys["test"]):
         raise DataFormatError(source, "the 'val' and 'test' splits hold the same pairs: model selection would "
@@ -205,6 +209,7 @@ def describe(data: HeteroData) -> Dict[str, object]:
                            "source": data.feature_sources.get(m, "?")} for m in modality_names(data)},
         "fingerprint": split_fingerprint(data),
         "split_report": getattr(data, "split_report", {}),
+        "edge_weight": getattr(data, "edge_weight_source", None),
         "notes": split_notes(data),
     }
 

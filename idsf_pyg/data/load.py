@@ -37,7 +37,8 @@ def _find_lattice(folder: Path) -> Optional[Path]:
 
 
 def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] = None,
-                 discover_features: bool = True, split_seed: int = 0, name: Optional[str] = None) -> HeteroData:
+                 discover_features: bool = True, split_seed: int = 0, name: Optional[str] = None,
+                 edge_weight: Optional[str] = None) -> HeteroData:
     r"""Loads interactions (and item features) into the graph schema.
 
     Detected formats:
@@ -60,8 +61,16 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
             to the interactions (``image_feat.npy`` -> ``x_image``).
         split_seed: Seed of the per-user split for files without one.
         name: Dataset name (default: the folder name).
+        edge_weight: Weights of the training edges, as ``data['user', 'interacts', 'item'].edge_weight``
+            (and on the reverse relation), from a ``.inter`` file's columns: ``"rating"`` (the rating
+            itself) or ``"recency:<days>"`` (:math:`0.5^{(t_{max} - t)/h}`, half-life :math:`h` days,
+            :math:`t_{max}` the latest training timestamp). ``None`` (default): no weights. Models use
+            them only when asked (``use_edge_weight``).
     """
+    weight_kind, half_life = parse_edge_weight(edge_weight)
     if str(path) == "synthetic":
+        if weight_kind is not None:
+            raise ConfigError("the synthetic dataset has no ratings or timestamps to weight edges by", "edge_weight")
         data = make_synthetic(seed=split_seed)
         for mod, spec in (features or {}).items():
             _attach(data, mod, spec, None, None, split_seed)
@@ -76,6 +85,9 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
 
     lattice = _find_lattice(path) if path.is_dir() else (path.parent if path.name == "train.json" else None)
     if lattice is not None:
+        if weight_kind is not None:
+            raise ConfigError(f"{lattice}: the LATTICE split (train/val/test.json) has no ratings or timestamps; "
+                              "edge weights need a .inter file with those columns", "edge_weight")
         splits = read_lattice_split(lattice)
         root = lattice.parent if lattice.name == "5-core" else lattice
         num_users = num_items = None
@@ -97,17 +109,29 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
             raise DataFormatError(path, "unknown format: pass a dataset folder, train.json or a .inter file")
         atomic = read_atomic_inter(inter)
         source = str(inter)
+        values = None
+        if weight_kind is not None:
+            values = atomic.ratings if weight_kind == "rating" else atomic.timestamps
+            if values is None:
+                raise DataFormatError(inter, f"edge weights by {weight_kind} need a '{weight_kind}' column; the header "
+                                      "has none", 1, "edge_weight")
+            if weight_kind == "rating" and (values < 0).any():
+                row = int(np.argmax(values < 0))
+                raise DataFormatError(inter, f"rating {values[row]:g} is negative: edge weights must be >= 0",
+                                      row + 2, "rating")
         if atomic.labels is not None:
             users = atomic_integer_ids(inter, atomic.user_tokens, "userID")
             items = atomic_integer_ids(inter, atomic.item_tokens, "itemID")
-            splits = {SPLIT_LABELS[lab]: Interactions(users[atomic.labels == lab], items[atomic.labels == lab])
-                      for lab in SPLIT_LABELS}
+            rows = Interactions(users, items, values)
+            splits = {SPLIT_LABELS[lab]: rows.take(np.flatnonzero(atomic.labels == lab)) for lab in SPLIT_LABELS}
             num_users = num_items = None
         else:
             users, _ = index_tokens(atomic.user_tokens)
             items, item_tokens = index_tokens(atomic.item_tokens)
-            pairs = np.unique(np.stack([users, items]), axis=1)  # repeated ratings count once
-            splits = random_split_per_user(pairs[0], pairs[1], seed=split_seed)
+            # repeated ratings count once (the first one's value is kept)
+            pairs, first = np.unique(np.stack([users, items]), axis=1, return_index=True)
+            splits = random_split_per_user(pairs[0], pairs[1], seed=split_seed,
+                                           values=None if values is None else values[first])
             num_users, num_items = int(users.max()) + 1, len(item_tokens)
             cand_item = inter.with_suffix(".item")
             item_file = cand_item if cand_item.is_file() else None
@@ -124,8 +148,16 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
             raise DataFormatError(first_file, f"feature matrix '{first_mod}' must be 2-D [num_items, dim] (its rows "
                                   f"give the item count when there is no item_list.txt), got shape {shape}")
         num_items = int(shape[0])
+    if weight_kind is not None:
+        splits = {k: Interactions(v.users, v.items, None if k != "train" else _weights(v.values, weight_kind,
+                                                                                        half_life))
+                  for k, v in splits.items()}
     data = build_graph(splits, num_users, num_items, name=name, source=source)
     data.source = source
+    if weight_kind is not None:
+        data.edge_weight_source = (f"rating column of {Path(source).name}" if weight_kind == "rating" else
+                                   f"recency: 0.5^((t_max - t) / {half_life:g} days), t_max = latest training "
+                                   f"timestamp of {Path(source).name}")
     for mod, f in found.items():
         if features and mod in features:
             continue
@@ -133,6 +165,31 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
     for mod, spec in (features or {}).items():
         _attach(data, mod, spec, item_tokens, item_file, split_seed)
     return data
+
+
+def parse_edge_weight(spec: Optional[str]):
+    """``None``, ``"rating"`` or ``"recency:<days>"`` -> ``(kind, half-life days)``."""
+    if spec is None:
+        return None, None
+    if spec == "rating":
+        return "rating", None
+    kind, _, days = str(spec).partition(":")
+    if kind == "recency":
+        try:
+            h = float(days)
+        except ValueError:
+            h = float("nan")
+        if np.isfinite(h) and h > 0:
+            return "timestamp", h
+    raise ConfigError(f"{spec!r}: an edge-weight spec is 'rating' or 'recency:<half-life in days>' (e.g. "
+                      "recency:180)", "edge_weight")
+
+
+def _weights(values: np.ndarray, kind: str, half_life: Optional[float]) -> np.ndarray:
+    if kind == "rating":
+        return values.astype(np.float32)
+    age_days = (values.max() - values) / 86400.0
+    return np.power(0.5, age_days / half_life).astype(np.float32)
 
 
 def _attach(data: HeteroData, modality: str, spec: FeatureSpec, item_tokens, item_file, seed: int) -> None:

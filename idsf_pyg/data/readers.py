@@ -34,10 +34,16 @@ MAX_ID = 2**31 - 2
 
 @dataclass
 class Interactions:
-    """User/item id pairs of one split, as int64 arrays of equal length."""
+    """User/item id pairs of one split, as int64 arrays of equal length, with an optional
+    per-pair value (a rating or a timestamp, from which edge weights are made)."""
 
     users: np.ndarray
     items: np.ndarray
+    values: Optional[np.ndarray] = None
+
+    def take(self, index: np.ndarray) -> "Interactions":
+        return Interactions(self.users[index], self.items[index],
+                            None if self.values is None else self.values[index])
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -177,6 +183,7 @@ class AtomicFile:
     item_tokens: List[str]
     labels: Optional[np.ndarray]
     timestamps: Optional[np.ndarray]
+    ratings: Optional[np.ndarray] = None
 
 
 _USER_FIELDS = ("userid", "user_id")
@@ -205,6 +212,8 @@ def read_atomic_inter(path: PathLike) -> AtomicFile:
                                   f"({'/'.join(_ITEM_FIELDS)})", 1) from None
         lcol = names.index("x_label") if "x_label" in names else None
         tcol = names.index("timestamp") if "timestamp" in names else None
+        rcol = names.index("rating") if "rating" in names else None
+        ratings = []
         users, items, labels, stamps = [], [], [], []
         for lineno, raw in enumerate(handle, start=2):
             raw = raw.rstrip("\n\r")
@@ -222,17 +231,22 @@ def read_atomic_inter(path: PathLike) -> AtomicFile:
                     raise DataFormatError(path, f"x_label must be 0 (train), 1 (valid) or 2 (test), "
                                           f"got {lab}", lineno, "x_label")
                 labels.append(lab)
-            if tcol is not None:
+            for col, out, field in ((tcol, stamps, "timestamp"), (rcol, ratings, "rating")):
+                if col is None:
+                    continue
                 try:
-                    stamps.append(float(parts[tcol]))
+                    value = float(parts[col])
                 except ValueError:
-                    raise DataFormatError(path, f"timestamp {parts[tcol]!r} is not a number",
-                                          lineno, "timestamp") from None
+                    raise DataFormatError(path, f"{field} {parts[col]!r} is not a number", lineno, field) from None
+                if not np.isfinite(value):
+                    raise DataFormatError(path, f"{field} {parts[col]!r} is not finite", lineno, field)
+                out.append(value)
     if not users:
         raise DataFormatError(path, "no interactions after the header")
     return AtomicFile(users, items,
                       np.asarray(labels, dtype=np.int64) if lcol is not None else None,
-                      np.asarray(stamps, dtype=np.float64) if tcol is not None else None)
+                      np.asarray(stamps, dtype=np.float64) if tcol is not None else None,
+                      np.asarray(ratings, dtype=np.float64) if rcol is not None else None)
 
 
 def atomic_integer_ids(path: PathLike, tokens: List[str], field: str) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Per-user random split with the rule of the LATTICE/MICRO/IDSF preprocessing."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -26,11 +26,12 @@ def held_out_counts(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(few, 0, val), np.where(few, 0, test)
 
 
-def random_split_per_user(users: np.ndarray, items: np.ndarray, seed: int = 0) -> Dict[str, Interactions]:
+def random_split_per_user(users: np.ndarray, items: np.ndarray, seed: int = 0,
+                          values: Optional[np.ndarray] = None) -> Dict[str, Interactions]:
     """Splits interactions per user at random with :func:`held_out_counts`.
 
-    Deterministic for a given ``seed`` and input order. The items of a user are
-    shuffled; the first ``test`` go to test, the next ``valid`` to validation
+    Deterministic for a given ``seed`` and input order. ``values`` (one per pair,
+    e.g. ratings) follow their pairs. The items of a user are shuffled; the first ``test`` go to test, the next ``valid`` to validation
     and the rest to training.
     """
     users = np.asarray(users, dtype=np.int64)
@@ -52,5 +53,5 @@ def random_split_per_user(users: np.ndarray, items: np.ndarray, seed: int = 0) -
     out = {}
     for name, mask in (("train", is_train), ("val", is_val), ("test", is_test)):
         idx = np.sort(order[mask])  # keep the file's order inside each split
-        out[name] = Interactions(users[idx], items[idx])
+        out[name] = Interactions(users[idx], items[idx], None if values is None else np.asarray(values)[idx])
     return out

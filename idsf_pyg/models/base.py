@@ -24,20 +24,38 @@ from ..data.graph import EDGE, FEATURE_PREFIX, ITEM, USER, modality_names
 class Recommender(nn.Module):
     """Base class: holds the training graph as a sparse CSR adjacency."""
 
-    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor):
+    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor,
+                 train_edge_weight: Optional[Tensor] = None):
         super().__init__()
         self.num_users = num_users
         self.num_items = num_items
         users, items = train_edge_index
+        if train_edge_weight is not None and train_edge_weight.shape != (train_edge_index.size(1),):
+            raise ValueError(f"train_edge_weight must have one weight per training edge "
+                             f"({train_edge_index.size(1)}), got shape {tuple(train_edge_weight.shape)}")
         # Registered as buffers so .to(device) moves them; built once.
         self.register_buffer("train_edge_index", train_edge_index.clone(), persistent=False)
+        self.register_buffer("train_edge_weight", None if train_edge_weight is None else train_edge_weight.float(),
+                             persistent=False)
         self.register_buffer("adj_ui", _csr(users, items, num_users, num_items), persistent=False)
         self.register_buffer("adj_iu", _csr(items, users, num_items, num_users), persistent=False)
 
     @classmethod
     def from_graph(cls, data: HeteroData, **config) -> "Recommender":
         """Builds the model from the graph schema (ID-only models need only its training edges)."""
-        return cls(*cls.graph_sizes(data), **config)
+        return cls(*cls.graph_sizes(data), **cls.graph_edge_weight(data, config), **config)
+
+    @staticmethod
+    def graph_edge_weight(data: HeteroData, config: Dict) -> Dict[str, Tensor]:
+        """``{"train_edge_weight": w}`` when ``config`` asks for ``use_edge_weight`` (else nothing)."""
+        if not config.get("use_edge_weight"):
+            return {}
+        w = getattr(data[EDGE], "edge_weight", None)
+        if w is None:
+            raise ValueError("use_edge_weight=true, but the graph has no edge weights: load it with an edge-weight "
+                             "spec (--edge-weight rating, or recency:<half-life days>) from a .inter file with "
+                             "ratings / timestamps")
+        return {"train_edge_weight": w}
 
     def homogeneous_edge_index(self) -> Tensor:
         """Training edges of the (users + items) graph in both directions; items offset by ``num_users``."""
@@ -45,11 +63,15 @@ class Recommender(nn.Module):
         items = items + self.num_users
         return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
 
-    def normalized_adjacency(self, add_self_loops: bool = False) -> Tensor:
+    def normalized_adjacency(self, add_self_loops: bool = False, weighted: bool = False) -> Tensor:
         r"""CSR :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` of the (users + items) graph,
-        computed once by PyG's ``gcn_norm`` (with or without self loops)."""
+        computed once by PyG's ``gcn_norm`` (with or without self loops; with ``weighted``, the
+        training edges' weights in both directions and weighted degrees)."""
         n = self.num_users + self.num_items
-        ei, w = gcn_norm(self.homogeneous_edge_index(), None, n, add_self_loops=add_self_loops)
+        w = None
+        if weighted:
+            w = torch.cat([self.train_edge_weight, self.train_edge_weight])
+        ei, w = gcn_norm(self.homogeneous_edge_index(), w, n, add_self_loops=add_self_loops)
         coo = torch.sparse_coo_tensor(ei, w, (n, n), check_invariants=False).coalesce()
         return coo.to_sparse_csr()
 
@@ -98,7 +120,8 @@ class MultimodalRecommender(Recommender):
     @classmethod
     def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config):
         """Builds the model from the graph; ``modalities`` selects a subset (default: all)."""
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
+        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities),
+                   **cls.graph_edge_weight(data, config), **config)
 
 
 def layer_mean(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:

@@ -7,9 +7,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import to_torch_csr_tensor
 
 from ..losses import bpr_loss, fusion_contrastive_loss, l2_penalty, one_direction_contrastive_loss
-from ..nn import IDSFConv, ModalityAttention
+from ..nn import IDSFConv, ModalityAttention, idsf_norm
 from .base import Recommender
 
 CONTRAST_SCOPES = ("all", "batch", "sample")
@@ -66,6 +67,10 @@ class IDSF(Recommender):
         reg_scope: ``"params"`` (eq. (13): all parameters, scaled by :math:`1/|E|` to match
             the batch-mean BPR, see :meth:`loss`) or ``"batch"`` (the batch's final embeddings
             divided by the batch size, as in LightGCN's and LATTICE's code).
+        use_edge_weight: Weight the structural propagation by the training edges' weights
+            (``data['user', 'interacts', 'item'].edge_weight``, e.g. ratings): the degrees of eq. (7)–(8)
+            become weighted sums (see :func:`~idsf_pyg.nn.idsf_norm`). Off by default (the paper).
+        train_edge_weight: Those weights ``[E]`` (:meth:`from_graph` passes them).
         checkpoint: Recompute each contrastive term in the backward pass
             instead of storing its similarity matrices (same values and
             gradients; far less memory for a little more time).
@@ -77,8 +82,11 @@ class IDSF(Recommender):
                  content_no_id: bool = False, structure_no_id: bool = False, normalization: str = "sym",
                  user_id_self_term: bool = True, trainable_features: bool = False, item_head: str = "sum",
                  contrast_pairs: str = "paper", contrast_scope: str = "all", contrast_sample_size: int = 2048,
-                 reg_scope: str = "params", checkpoint: bool = True):
-        super().__init__(num_users, num_items, train_edge_index)
+                 reg_scope: str = "params", checkpoint: bool = True, use_edge_weight: bool = False,
+                 train_edge_weight: Optional[Tensor] = None):
+        super().__init__(num_users, num_items, train_edge_index, train_edge_weight)
+        if use_edge_weight and train_edge_weight is None:
+            raise ValueError("use_edge_weight=true needs the training edges' weights (train_edge_weight)")
         if not features:
             raise ValueError("IDSF needs at least one item modality (data['item'].x_<name>) and the graph has none: "
                              "put image_feat.npy / text_feat.npy next to the interactions, or name substitutes "
@@ -115,10 +123,19 @@ class IDSF(Recommender):
         self.item_struct_att = ModalityAttention(embedding_dim)
         self.user_struct_att = ModalityAttention(embedding_dim)
         g = 0.0 if structure_no_id else gamma
-        # One conv per direction, shared by all modalities: the normalization is
-        # the same graph's and is computed once (cached).
-        self.conv_to_item = IDSFConv(g, normalization=normalization, cached=True)
-        self.conv_to_user = IDSFConv(g if user_id_self_term else 0.0, normalization=normalization, cached=True)
+        self.normalization = normalization
+        # The training graph's normalized adjacency, once per direction, as buffers (they move with
+        # .to(device)); the convs, shared by all modalities, take it as given (normalize="none").
+        weight = train_edge_weight.float() if use_edge_weight else None
+        users, items = train_edge_index
+        for name, src, dst, n_src, n_dst in (("to_item", users, items, num_users, num_items),
+                                             ("to_user", items, users, num_items, num_users)):
+            _, w, self_w = idsf_norm(torch.stack([src, dst]), weight, n_src, n_dst, normalization)
+            self.register_buffer(f"adj_{name}", to_torch_csr_tensor(torch.stack([dst, src]), w, size=(n_dst, n_src)),
+                                 persistent=False)
+            self.register_buffer(f"self_weight_{name}", self_w, persistent=False)
+        self.conv_to_item = IDSFConv(g, normalize="none")
+        self.conv_to_user = IDSFConv(g if user_id_self_term else 0.0, normalize="none")
         if item_head == "layernorm_mlp":
             self.head_c = nn.Sequential(nn.Linear(embedding_dim, embedding_dim), nn.ReLU(),
                                         nn.LayerNorm(embedding_dim))
@@ -128,8 +145,10 @@ class IDSF(Recommender):
 
     @classmethod
     def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **config) -> "IDSF":
-        """Builds the model from the graph; ``modalities`` selects a subset (Table 4)."""
-        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities), **config)
+        """Builds the model from the graph; ``modalities`` selects a subset (Table 4); ``use_edge_weight``
+        takes ``data['user', 'interacts', 'item'].edge_weight``."""
+        return cls(*cls.graph_sizes(data), features=cls.graph_features(data, modalities),
+                   **cls.graph_edge_weight(data, config), **config)
 
     def reset_parameters(self) -> None:
         """Xavier initialization of every weight (section 4.1)."""
@@ -148,13 +167,6 @@ class IDSF(Recommender):
                 head[2].reset_parameters()
         self.conv_to_item.reset_parameters()
         self.conv_to_user.reset_parameters()
-
-    def _apply(self, fn, *args, **kwargs):
-        # The convs cache the normalized adjacency: drop it when the buffers move.
-        out = super()._apply(fn, *args, **kwargs)
-        self.conv_to_item.reset_parameters()
-        self.conv_to_user.reset_parameters()
-        return out
 
     def raw_feature(self, modality: str) -> Tensor:
         """The raw item features of one modality (fixed buffer, or parameter with ``trainable_features``)."""
@@ -189,8 +201,11 @@ class IDSF(Recommender):
             i_id = parts[m][1]
             item_sum, user_sum = items, users
             for _ in range(self.num_layers):
-                new_items = self.conv_to_item((users, items), self.adj_iu, i_id)   # eq. (7)
-                new_users = self.conv_to_user((items, users), self.adj_ui, u_id)   # eq. (8)
+                new_items = self.conv_to_item(users, self.adj_to_item, i_id)   # eq. (7)
+                new_users = self.conv_to_user(items, self.adj_to_user, u_id)   # eq. (8)
+                if self.self_weight_to_item is not None:  # row_self_loop: the target's own share
+                    new_items = new_items + self.self_weight_to_item.unsqueeze(-1) * items
+                    new_users = new_users + self.self_weight_to_user.unsqueeze(-1) * users
                 items, users = new_items, new_users
                 item_sum, user_sum = item_sum + items, user_sum + users
             item_reps.append(item_sum / (self.num_layers + 1))

@@ -1,7 +1,7 @@
 """LightGCN (He et al., SIGIR 2020) on PyG's ``LGConv``."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from torch import Tensor, nn
 from torch_geometric.nn import LGConv
@@ -17,16 +17,21 @@ class LightGCN(Recommender):
 
     Defaults from the paper: d = 64, K = 3, :math:`\lambda` = 1e-4 (lr 1e-3 in the config).
     Propagation is PyG's :class:`~torch_geometric.nn.conv.LGConv` over a normalized CSR adjacency
-    computed once, so each layer is one sparse–dense product.
+    computed once, so each layer is one sparse–dense product. ``use_edge_weight`` weights it by the
+    training edges' weights (``data['user', 'interacts', 'item'].edge_weight``) with weighted degrees,
+    as ``gcn_norm`` does; off by default (the paper).
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, embedding_dim: int = 64,
-                 num_layers: int = 3, reg_weight: float = 1e-4):
-        super().__init__(num_users, num_items, train_edge_index)
+                 num_layers: int = 3, reg_weight: float = 1e-4, use_edge_weight: bool = False,
+                 train_edge_weight: Optional[Tensor] = None):
+        super().__init__(num_users, num_items, train_edge_index, train_edge_weight)
+        if use_edge_weight and train_edge_weight is None:
+            raise ValueError("use_edge_weight=true needs the training edges' weights (train_edge_weight)")
         self.embedding_dim, self.num_layers, self.reg_weight = embedding_dim, num_layers, reg_weight
         self.embedding = nn.Embedding(num_users + num_items, embedding_dim)
         self.conv = LGConv(normalize=False)  # the adjacency below is already normalized
-        self.register_buffer("adj", self.normalized_adjacency(), persistent=False)
+        self.register_buffer("adj", self.normalized_adjacency(weighted=use_edge_weight), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

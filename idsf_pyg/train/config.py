@@ -30,7 +30,8 @@ from ..errors import ConfigError
 PathLike = Union[str, Path]
 
 #: Keys a dataset config file may hold.
-DATASET_FILE_KEYS = ("dataset", "split_seed", "features", "discover_features", "model", "model_args", "train")
+DATASET_FILE_KEYS = ("dataset", "split_seed", "features", "discover_features", "edge_weight", "model", "model_args",
+                     "train")
 #: Keys a model config file (configs/models/<model>.yaml) may hold.
 MODEL_FILE_KEYS = ("model", "model_args", "train")
 #: Training settings that define the numbers (everything but the evaluation batch size).
@@ -92,12 +93,13 @@ class RunConfig:
     features: Dict[str, str] = field(default_factory=dict)
     split_seed: int = 0
     discover_features: bool = True
+    edge_weight: Optional[str] = None  # "rating" or "recency:<days>" (load_dataset); models use it if asked
     sources: List[str] = field(default_factory=list)  # the files it was resolved from (not part of the key)
 
     def to_dict(self) -> Dict[str, Any]:
         """The config as plain data (what ``config.yaml`` and ``results.json`` hold)."""
         return {"dataset": self.dataset, "split_seed": self.split_seed, "features": dict(self.features),
-                "discover_features": self.discover_features, "model": self.model,
+                "discover_features": self.discover_features, "edge_weight": self.edge_weight, "model": self.model,
                 "model_args": copy.deepcopy(self.model_args), "train": asdict(self.train)}
 
     @classmethod
@@ -107,7 +109,8 @@ class RunConfig:
         train = _train_config(obj.get("train") or {}, source)
         cfg = cls(dataset=obj.get("dataset"), model=obj.get("model"), model_args=dict(obj.get("model_args") or {}),
                   train=train, features=dict(obj.get("features") or {}), split_seed=obj.get("split_seed", 0),
-                  discover_features=obj.get("discover_features", True), sources=[source])
+                  discover_features=obj.get("discover_features", True), edge_weight=obj.get("edge_weight"),
+                  sources=[source])
         return cfg.validate()
 
     def validate(self) -> "RunConfig":
@@ -120,6 +123,12 @@ class RunConfig:
             raise ConfigError(f"unknown model {self.model!r}{hint}; known: {', '.join(sorted(MODELS))}", "model", src)
         self.split_seed = _integer("split_seed", self.split_seed, src, low=0)
         self.discover_features = _boolean("discover_features", self.discover_features, src)
+        if self.edge_weight is not None:
+            from ..data.load import parse_edge_weight
+            try:
+                parse_edge_weight(self.edge_weight)
+            except ConfigError as e:
+                raise ConfigError(str(e).split(": ", 1)[-1], "edge_weight", src) from None
         if not isinstance(self.features, dict):
             raise ConfigError("must be a mapping modality -> spec", "features", src)
         for name, spec in self.features.items():
@@ -166,7 +175,8 @@ def read_yaml(path: PathLike, allowed: Sequence[str]) -> Dict[str, Any]:
 def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, model_file: Optional[PathLike] = None,
                        dataset: Optional[str] = None, features: Optional[Mapping[str, str]] = None,
                        sets: Optional[Mapping[str, Any]] = None, train: Optional[Mapping[str, Any]] = None,
-                       split_seed: Optional[int] = None, modalities: Optional[Sequence[str]] = None) -> RunConfig:
+                       split_seed: Optional[int] = None, modalities: Optional[Sequence[str]] = None,
+                       edge_weight: Optional[str] = None) -> RunConfig:
     """Resolves a run's configuration: defaults <- dataset YAML <- model YAML <- overrides.
 
     Args:
@@ -178,6 +188,7 @@ def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, mo
         sets: ``--set`` overrides: training settings by name go to the trainer, the rest to the model.
         train: Explicit training overrides (``--lr``, ``--epochs``, ...); ``None`` values are ignored.
         modalities: Subset of the graph's modalities for multimodal models (Table 4).
+        edge_weight: Override the config's edge-weight spec (``rating``, ``recency:<days>``).
     """
     src = str(config_file)
     raw = read_yaml(config_file, DATASET_FILE_KEYS)
@@ -205,12 +216,13 @@ def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, mo
     train_dict.update({k: v for k, v in (train or {}).items() if v is not None})
     if modalities:
         model_args["modalities"] = list(modalities)
-    if sets or train or features or modalities or dataset or split_seed is not None:
+    if sets or train or features or modalities or dataset or split_seed is not None or edge_weight:
         sources.append("command line")
     cfg = RunConfig(dataset=dataset or raw.get("dataset"), model=chosen, model_args=model_args,
                     train=_train_config(train_dict, " <- ".join(sources)), features=feats,
                     split_seed=raw.get("split_seed", 0) if split_seed is None else split_seed,
-                    discover_features=raw.get("discover_features", True), sources=sources)
+                    discover_features=raw.get("discover_features", True),
+                    edge_weight=edge_weight or raw.get("edge_weight"), sources=sources)
     return cfg.validate()
 
 
@@ -240,7 +252,7 @@ def model_arg_defaults(model: str) -> Dict[str, Any]:
     cls = MODELS[model]
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     out = {p.name: p.default for p in params
-           if p.name not in ("num_users", "num_items", "train_edge_index", "features")
+           if p.name not in ("num_users", "num_items", "train_edge_index", "train_edge_weight", "features")
            and p.default is not inspect.Parameter.empty}
     if issubclass(cls, MultimodalRecommender) or "features" in inspect.signature(cls.__init__).parameters:
         out["modalities"] = None
@@ -305,6 +317,7 @@ def key_material(cfg: RunConfig, fingerprint: str, feature_sources: Mapping[str,
     train = asdict(cfg.train)
     return {"model": cfg.model, "model_args": full_model_args(cfg.model, cfg.model_args),
             "train": {k: train[k] for k in KEY_TRAIN_FIELDS}, "split_seed": cfg.split_seed,
+            "edge_weight": cfg.edge_weight,
             "data_fingerprint": fingerprint, "features": dict(sorted(feature_sources.items()))}
 
 

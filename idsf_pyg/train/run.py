@@ -101,14 +101,16 @@ def dataset_path(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(path: str, features: Tuple[Tuple[str, str], ...], discover: bool, split_seed: int):
-    return load_dataset(path, features=dict(features) or None, discover_features=discover, split_seed=split_seed)
+def _load_cached(path: str, features: Tuple[Tuple[str, str], ...], discover: bool, split_seed: int,
+                 edge_weight: Optional[str]):
+    return load_dataset(path, features=dict(features) or None, discover_features=discover, split_seed=split_seed,
+                        edge_weight=edge_weight)
 
 
 def load_run_data(cfg: RunConfig):
     """The graph of a config (kept for the next run of the same process: table2 and search reuse it)."""
     return _load_cached(dataset_path(cfg.dataset), tuple(sorted(cfg.features.items())), cfg.discover_features,
-                        cfg.split_seed)
+                        cfg.split_seed, cfg.edge_weight)
 
 
 def build_model(cfg: RunConfig, data):

@@ -173,3 +173,42 @@ def test_unknown_path(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n")
     with pytest.raises(DataFormatError, match="unknown format"):
         load_dataset(tmp_path / "x.csv")
+
+
+def test_edge_weights_from_ratings_and_timestamps(tmp_path):
+    day = 86400
+    f = tmp_path / "toy.inter"
+    f.write_text("userID\titemID\trating\ttimestamp\tx_label\n"
+                 f"0\t0\t5\t{10 * day}\t0\n0\t1\t2\t{9 * day}\t0\n1\t1\t4\t{0 * day}\t0\n"
+                 f"0\t2\t1\t{11 * day}\t1\n1\t0\t3\t{12 * day}\t2\n1\t2\t3\t{1 * day}\t0\n")
+    plain = load_dataset(f)
+    assert "edge_weight" not in plain["user", "interacts", "item"]
+    rated = load_dataset(f, edge_weight="rating")
+    store = rated["user", "interacts", "item"]
+    assert store.edge_index.t().tolist() == [[0, 0], [0, 1], [1, 1], [1, 2]]
+    assert store.edge_weight.tolist() == [5.0, 2.0, 4.0, 3.0]  # training rows only, in edge order
+    assert rated["item", "rev_interacts", "user"].edge_weight.tolist() == store.edge_weight.tolist()
+    recent = load_dataset(f, edge_weight="recency:2")["user", "interacts", "item"].edge_weight
+    # t_max = day 10, the latest *training* timestamp (the val/test ones are later and not looked at).
+    expected = [0.5 ** (0 / 2), 0.5 ** (1 / 2), 0.5 ** (10 / 2), 0.5 ** (9 / 2)]
+    assert recent.tolist() == pytest.approx(expected)
+    from idsf_pyg.data import describe
+    assert describe(rated)["edge_weight"].startswith("rating column")
+    assert describe(rated)["fingerprint"] == describe(plain)["fingerprint"]
+
+
+def test_edge_weight_errors(tmp_path):
+    from idsf_pyg.errors import ConfigError
+    f = tmp_path / "toy.inter"
+    f.write_text("userID\titemID\tx_label\n0\t0\t0\n0\t1\t1\n0\t2\t2\n")
+    with pytest.raises(DataFormatError, match="toy.inter, line 1, field 'edge_weight'.*'rating' column"):
+        load_dataset(f, edge_weight="rating")
+    with pytest.raises(ConfigError, match="recency:<half-life in days>"):
+        load_dataset(f, edge_weight="recency:-3")
+    write_lattice(tmp_path / "lat", {"0": [0], "1": [1]}, {"0": [2]}, {"0": [1]})
+    with pytest.raises(ConfigError, match="no ratings or timestamps"):
+        load_dataset(tmp_path / "lat", edge_weight="rating")
+    g = tmp_path / "neg.inter"
+    g.write_text("userID\titemID\trating\tx_label\n0\t0\t-1\t0\n0\t1\t2\t1\n0\t2\t2\t2\n")
+    with pytest.raises(DataFormatError, match="neg.inter, line 2, field 'rating'.*negative"):
+        load_dataset(g, edge_weight="rating")

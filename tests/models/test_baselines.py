@@ -48,6 +48,25 @@ def test_lightgcn_propagation_matches_pyg(data):
     torch.testing.assert_close(torch.cat([u, i]), expected, atol=1e-6, rtol=1e-5)
 
 
+def test_weighted_lightgcn_matches_pyg_with_edge_weights(data):
+    from idsf_pyg.data import EDGE
+    w = torch.rand(data[EDGE].edge_index.size(1), generator=torch.Generator().manual_seed(0)) * 4 + 0.5
+    data = data.clone()
+    data[EDGE].edge_weight = w
+    torch.manual_seed(0)
+    ours = LightGCN.from_graph(data, embedding_dim=16, num_layers=2, use_edge_weight=True)
+    ref = PyGLightGCN(ours.num_users + ours.num_items, 16, num_layers=2)
+    ref.embedding.weight.data.copy_(ours.embedding.weight.data)
+    expected = ref.get_embedding(ours.homogeneous_edge_index(), torch.cat([w, w]))
+    u, i = ours.embed()
+    torch.testing.assert_close(torch.cat([u, i]), expected, atol=1e-6, rtol=1e-5)
+    # Off by default: the same graph without use_edge_weight is the unweighted LightGCN.
+    torch.manual_seed(0)
+    plain = LightGCN.from_graph(data, embedding_dim=16, num_layers=2)
+    torch.testing.assert_close(torch.cat(plain.embed()), ref.get_embedding(ours.homogeneous_edge_index()),
+                               atol=1e-6, rtol=1e-5)
+
+
 def test_freedom_item_graph_is_the_weighted_sum_of_knn_graphs(data):
     from idsf_pyg.models import FREEDOM
     from idsf_pyg.models.base import knn_graph_from_features, sym_norm_csr

@@ -139,3 +139,79 @@ def test_bpr_mf_scores_and_gradients():
     loss.backward()
     assert model.user_emb.weight.grad.abs().sum() > 0 and model.item_emb.weight.grad.abs().sum() > 0
     assert model.train_edge_index.shape == data[EDGE].edge_index.shape
+
+
+# ------------------------------------------------------------------ the layer in PyG's heterogeneous machinery
+def hetero_structure(model, parts, data, normalize, edge_weight=None):
+    """Eq. (7)-(10) through torch_geometric.nn.HeteroConv over the project's HeteroData, both relations."""
+    from torch_geometric.nn import HeteroConv
+
+    from idsf_pyg.data import REV_EDGE
+    from idsf_pyg.nn import IDSFConv
+    gamma = model.conv_to_item.gamma
+    conv = HeteroConv({EDGE: IDSFConv(gamma, normalize=normalize),
+                       REV_EDGE: IDSFConv(model.conv_to_user.gamma, normalize=normalize)}, aggr="sum")
+    edge_index_dict = {EDGE: data[EDGE].edge_index, REV_EDGE: data[REV_EDGE].edge_index}
+    extra = {} if edge_weight is None else {"edge_weight_dict": {EDGE: edge_weight, REV_EDGE: edge_weight}}
+    item_reps, user_reps = [], []
+    for m in model.modalities:
+        x = {"user": model.user_id.weight, "item": parts[m][0]}
+        ids = {"user": model.user_id.weight, "item": parts[m][1]}
+        total = dict(x)
+        for _ in range(model.num_layers):
+            x = conv(x, edge_index_dict, x_id_dict=ids, **extra)
+            total = {k: total[k] + x[k] for k in total}
+        item_reps.append(total["item"] / (model.num_layers + 1))
+        user_reps.append(total["user"] / (model.num_layers + 1))
+    return model.user_struct_att(user_reps)[0], model.item_struct_att(item_reps)[0]
+
+
+@pytest.mark.parametrize("normalization", ["sym", "row_self_loop"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_heteroconv_over_the_graph_equals_the_models_propagation(normalization, weighted):
+    torch.manual_seed(3)
+    data = make_synthetic(num_users=30, num_items=40, min_per_user=3, max_per_user=8, feature_dims=(6, 5), seed=2)
+    if weighted:
+        data[EDGE].edge_weight = torch.rand(data[EDGE].edge_index.size(1)) * 4 + 0.5
+    model = IDSF.from_graph(data, embedding_dim=8, gamma=0.4, normalization=normalization, use_edge_weight=weighted)
+    with torch.no_grad():
+        parts = model.content()[1]
+        got = model.structure(parts)
+        ref = hetero_structure(model, parts, data, normalization, data[EDGE].edge_weight if weighted else None)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_edge_weights_follow_the_weighted_dense_reference_and_are_off_by_default():
+    torch.manual_seed(0)
+    ei, feats = tiny_graph()
+    w = torch.rand(ei.size(1), dtype=torch.float64) * 3 + 0.2
+    torch.manual_seed(0)
+    plain = IDSF(6, 5, ei, feats, embedding_dim=4, gamma=0.3).double()
+    torch.manual_seed(0)
+    ignored = IDSF(6, 5, ei, feats, embedding_dim=4, gamma=0.3, train_edge_weight=w).double()  # not asked for
+    torch.manual_seed(0)
+    weighted = IDSF(6, 5, ei, feats, embedding_dim=4, gamma=0.3, use_edge_weight=True, train_edge_weight=w).double()
+    adj = torch.zeros(6, 5, dtype=torch.float64)
+    adj[ei[0], ei[1]] = w
+    with torch.no_grad():
+        torch.testing.assert_close(ignored.embed()[1], plain.embed()[1])
+        parts = weighted.content()[1]
+        ref_u, ref_i = dense_structure(weighted, parts, adj, 0.3, 0.3)  # weighted degrees: row/column sums
+        e_u_s, e_i_s = weighted.structure(parts)
+        torch.testing.assert_close(e_u_s, ref_u)
+        torch.testing.assert_close(e_i_s, ref_i)
+        assert not torch.allclose(e_i_s, plain.structure(parts)[1])
+    with pytest.raises(ValueError, match="needs the training edges' weights"):
+        IDSF(6, 5, ei, feats, use_edge_weight=True)
+
+
+def test_buffers_move_with_the_model_without_stale_caches():
+    ei, feats = tiny_graph()
+    model = IDSF(6, 5, ei, feats, embedding_dim=4)
+    u32, _ = model.embed()
+    model = model.double()
+    assert model.adj_to_item.dtype == torch.float64 and model.adj_to_user.dtype == torch.float64
+    u64, _ = model.embed()
+    assert u64.dtype == torch.float64
+    torch.testing.assert_close(u64.float(), u32, atol=1e-5, rtol=1e-5)
