@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
+import torch
 import pytest
 
 from experiments import search, table2, train
@@ -354,3 +355,13 @@ def test_held_out_ids_without_training_edges_are_reported(ws, capsys):
     assert res["data"]["split_report"]["held_out_without_train"] == {"val": {"users": 0, "items": 1},
                                                                      "test": {"users": 0, "items": 1}}
     assert "0 users and 1 items have no training edge" in capsys.readouterr().out
+
+
+def test_integer_multi_hot_features_are_accepted_as_float32(ws):
+    # Real numbers of an integer dtype are features too (e.g. a multi-hot of categories).
+    from idsf_pyg.data import load_dataset
+    (ws / "data" / "item_list.txt").write_text("".join(f"a{i}\t{i}\n" for i in range(NUM_ITEMS)))
+    multi_hot = (np.arange(NUM_ITEMS * 5).reshape(NUM_ITEMS, 5) % 3 == 0).astype(np.uint8)
+    np.save(ws / "data" / "category_feat.npy", multi_hot)
+    x = load_dataset(ws / "data")["item"].x_category
+    assert x.dtype == torch.float32 and x.numpy().tolist() == multi_hot.astype(np.float32).tolist()
