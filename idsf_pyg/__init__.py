@@ -6,5 +6,12 @@
 * :mod:`idsf_pyg.losses` — BPR, the contrastive loss (eq. 3–6), L2
 * :mod:`idsf_pyg.train`  — negative sampling, the trainer, results provenance
 * :mod:`idsf_pyg.eval`   — ranking metrics and the full-ranking evaluator
+* :func:`load_run`       — a trained model back from its run folder: recommend, export embeddings
 """
 __version__ = "0.1.0"
+
+
+def load_run(folder, device: str = "cpu"):
+    """Rebuilds the best model of a finished run folder (see :func:`idsf_pyg.trained.load_run`)."""
+    from .trained import load_run as _load_run  # imported on use: `import idsf_pyg` stays light
+    return _load_run(folder, device)

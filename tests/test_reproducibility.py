@@ -50,8 +50,8 @@ def test_same_seed_same_numbers_across_processes(two_runs):
     assert comparable(a) == comparable(b)
     assert len(a["val_curve"]) == 8 and a["seed"] == 0
     # ... down to the bits of the chosen model.
-    sa = torch.load(two_runs / "a" / "best.pt", weights_only=True)
-    sb = torch.load(two_runs / "b" / "best.pt", weights_only=True)
+    sa = torch.load(two_runs / "a" / "best.pt", weights_only=True)["state_dict"]
+    sb = torch.load(two_runs / "b" / "best.pt", weights_only=True)["state_dict"]
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     # A finished run leaves no checkpoint behind, and records what it was.
     assert not (two_runs / "a" / "checkpoint.pt").exists()

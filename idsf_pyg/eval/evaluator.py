@@ -14,6 +14,28 @@ DEFAULT_KS = (10, 20)
 DEFAULT_METRICS = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
 
 
+def deterministic_topk(scores: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    """``torch.topk`` along rows with ties broken by the lower item id, always.
+
+    ``torch.topk`` leaves the order of equal scores (and which of them make the cut at rank ``k``)
+    to the kernel. Rows where that matters — equal values inside the top ``k`` or at its boundary,
+    e.g. ``-inf`` masked items when fewer than ``k`` are left — are redone with a stable sort.
+    Returns ``(values, indices)``, both ``[rows, k]``.
+    """
+    vals, idx = torch.topk(scores, k, dim=1)
+    if k == 0:
+        return vals, idx
+    ties = (scores >= vals[:, -1:]).sum(1) > k
+    if k > 1:
+        ties |= (vals[:, 1:] == vals[:, :-1]).any(1)
+    if ties.any():
+        rows = ties.nonzero().view(-1)
+        order = torch.sort(scores[rows], dim=1, descending=True, stable=True).indices[:, :k]
+        idx[rows] = order
+        vals[rows] = scores[rows].gather(1, order)
+    return vals, idx
+
+
 def _csr_lists(edge_index: Tensor, num_users: int) -> Tuple[Tensor, Tensor]:
     """(ptr, items) of each user's items, users sorted."""
     users, items = edge_index
@@ -22,6 +44,21 @@ def _csr_lists(edge_index: Tensor, num_users: int) -> Tuple[Tensor, Tensor]:
     ptr = torch.zeros(num_users + 1, dtype=torch.long, device=users.device)
     ptr[1:] = torch.cumsum(torch.bincount(users, minlength=num_users), 0)
     return ptr, items
+
+
+def user_item_lists(edge_index: Tensor, num_users: int) -> Tuple[Tensor, Tensor]:
+    """``(ptr, items)``: every user's items, CSR-style (users in order, items sorted)."""
+    return _csr_lists(edge_index, num_users)
+
+
+def batch_rows(ptr: Tensor, items: Tensor, users: Tensor) -> Tuple[Tensor, Tensor]:
+    """Row (0..B-1) and item index of every entry of ``users``' lists (a user may appear twice)."""
+    starts, ends = ptr[users], ptr[users + 1]
+    lens = ends - starts
+    rows = torch.repeat_interleave(torch.arange(users.numel(), device=ptr.device), lens)
+    offsets = (torch.arange(int(lens.sum()), device=ptr.device)
+               - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens))
+    return rows, items[starts.repeat_interleave(lens) + offsets]
 
 
 class FullRankingEvaluator:
@@ -59,12 +96,7 @@ class FullRankingEvaluator:
         self.users = torch.nonzero(counts > 0).view(-1)
 
     def _batch_rows(self, ptr: Tensor, items: Tensor, users: Tensor) -> Tuple[Tensor, Tensor]:
-        """Row (0..B-1) and item index of every entry of ``users``' lists."""
-        starts, ends = ptr[users], ptr[users + 1]
-        lens = ends - starts
-        rows = torch.repeat_interleave(torch.arange(users.numel()), lens)
-        offsets = torch.arange(int(lens.sum())) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
-        return rows, items[starts.repeat_interleave(lens) + offsets]
+        return batch_rows(ptr, items, users)
 
     @torch.no_grad()
     def evaluate(self, user_emb: Tensor, item_emb: Tensor, return_topk: bool = False) -> Dict[str, object]:
@@ -87,7 +119,7 @@ class FullRankingEvaluator:
             r, c = self._batch_rows(self.ex_ptr, self.ex_items, users)
             masked[r.to(device), c.to(device)] = True
             scores.masked_fill_(masked, float("-inf"))
-            top = torch.topk(scores, min(kmax, self.num_items), dim=1).indices
+            top = deterministic_topk(scores, min(kmax, self.num_items))[1]
             # With fewer than K unmasked items, topk fills up with masked ones: those are never
             # recommended, so they count as misses and leave the list as -1.
             ranked = ~masked.gather(1, top)

@@ -101,6 +101,51 @@ class Recommender(nn.Module):
         u, i = self.embed()
         return u[users] @ i.t()
 
+    @torch.no_grad()
+    def recommend(self, users: Tensor, k: int, exclude_seen: bool = True, exclude: Optional[Tensor] = None,
+                  batch_size: int = 1024) -> Tuple[Tensor, Tensor]:
+        r"""The top-``k`` items of each user, as PyG's ``LightGCN.recommend`` plus seen-item exclusion.
+
+        Args:
+            users: ``[N]`` user indices.
+            k: Items per user (``1 <= k <= num_items``).
+            exclude_seen: Leave out each user's training items (default).
+            exclude: More ``[2, E]`` (user, item) pairs to leave out, e.g. the validation edges.
+            batch_size: Users scored at once (``[batch_size, num_items]`` on the model's device).
+
+        Returns:
+            ``(items, scores)``, both ``[N, k]``, best first; ties go to the lower item id. A user
+            with fewer than ``k`` items left gets ``-1`` (score ``-inf``) in the remaining places.
+        """
+        if not 1 <= int(k) <= self.num_items:
+            raise ValueError(f"k must be between 1 and the number of items ({self.num_items}), got {k}")
+        users = torch.as_tensor(users, dtype=torch.long).view(-1)
+        if users.numel() and (int(users.min()) < 0 or int(users.max()) >= self.num_users):
+            bad = users[(users < 0) | (users >= self.num_users)][0]
+            raise ValueError(f"user {int(bad)} is not a user of this model (0..{self.num_users - 1})")
+        from ..eval.evaluator import batch_rows, deterministic_topk, user_item_lists
+        was_training = self.training
+        self.eval()
+        u_emb, i_emb = self.embed()
+        device = i_emb.device
+        masks = ([self.train_edge_index.cpu()] if exclude_seen else []) + ([exclude.cpu()] if exclude is not None else [])
+        ptr, lists = user_item_lists(torch.cat(masks, dim=1), self.num_users) if masks else (None, None)
+        items_out, scores_out = [], []
+        for start in range(0, users.numel(), batch_size):
+            chunk = users[start:start + batch_size]
+            scores = u_emb[chunk.to(device)] @ i_emb.t()
+            if ptr is not None:
+                rows, cols = batch_rows(ptr, lists, chunk)
+                scores[rows.to(device), cols.to(device)] = float("-inf")
+            vals, top = deterministic_topk(scores, int(k))
+            top = top.masked_fill(torch.isneginf(vals), -1)
+            items_out.append(top.cpu())
+            scores_out.append(vals.cpu())
+        self.train(was_training)
+        if not items_out:
+            return torch.empty(0, int(k), dtype=torch.long), torch.empty(0, int(k))
+        return torch.cat(items_out), torch.cat(scores_out)
+
 
 class MultimodalRecommender(Recommender):
     """A recommender that reads item features: keeps them as buffers ``feat_<modality>``."""

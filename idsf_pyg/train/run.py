@@ -35,6 +35,8 @@ from .config import RunConfig, key_differences, key_material, run_key
 from .trainer import set_seed, train, use_deterministic_algorithms
 
 RESULTS, CHECKPOINT, BEST, CONFIG, TOPK = "results.json", "checkpoint.pt", "best.pt", "config.yaml", "topk.csv"
+#: Format of best.pt: {"format", "idsf_pyg", "model", "run_key", "state_dict"}, loadable with weights_only=True.
+BEST_FORMAT = 1
 
 
 class RunFolder:
@@ -209,8 +211,10 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "cpu", thre
                 w.writerow(["user_id", "item_ids"])
                 for u, row in zip(users.tolist(), top.tolist()):
                     w.writerow([u, " ".join(str(i) for i in row if i >= 0)])
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        write_with(folder.file(BEST), lambda f: torch.save(state, f))
+        from .. import __version__
+        best = {"format": BEST_FORMAT, "idsf_pyg": __version__, "model": cfg.model, "run_key": key,
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+        write_with(folder.file(BEST), lambda f: torch.save(best, f))
         write_json(folder.file(RESULTS), result)
         folder.file(CHECKPOINT).unlink(missing_ok=True)  # finished: results.json is the record now
     if topk is not None:
