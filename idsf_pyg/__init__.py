@@ -4,7 +4,7 @@
 * :mod:`idsf_pyg.nn`     — :class:`~idsf_pyg.nn.IDSFConv` (eq. 7–8), the attention unit (eq. 1–2)
 * :mod:`idsf_pyg.models` — IDSF and the baselines, one shared interface
 * :mod:`idsf_pyg.losses` — BPR, the contrastive loss (eq. 3–6), L2
-* :mod:`idsf_pyg.train`  — negative sampling, the trainer, results provenance
+* :mod:`idsf_pyg.train`  — the run config (validated, keyed), negative sampling, the trainer, checkpoints, run folders
 * :mod:`idsf_pyg.eval`   — ranking metrics and the full-ranking evaluator
 * :func:`load_run`       — a trained model back from its run folder: recommend, export embeddings
 """
