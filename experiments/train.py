@@ -88,6 +88,9 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=sorted(MODELS),
                    help="train another model on the config's dataset, with that model's defaults from "
                         "experiments/configs/models/<model>.yaml")
+    p.add_argument("--preset", metavar="NAME",
+                   help="apply experiments/configs/presets/NAME.yaml after the model's defaults: 'official' = "
+                        "every behaviour of the authors' IDSF code (see the file, one comment per line)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: a training one (lr, batch_size, epochs, patience, ...) or a model "
                         "argument, e.g. --set gamma=1.0 --set contrast_scope=batch --set lr=1e-3")
@@ -110,6 +113,14 @@ def model_config_file(model: str) -> Path:
     return CONFIG_DIR / "models" / f"{model}.yaml"
 
 
+def preset_file(name: str) -> Path:
+    path = CONFIG_DIR / "presets" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONFIG_DIR / "presets").glob("*.yaml"))
+        raise ConfigError(f"no preset {name!r} ({path}); known: {', '.join(known)}", "--preset")
+    return path
+
+
 def model_defaults(model: str) -> Dict[str, Any]:
     """A model's default config file (``model``, ``model_args``, ``train``), its keys checked."""
     return read_yaml(model_config_file(model), MODEL_FILE_KEYS)
@@ -128,7 +139,8 @@ def config_from_args(config: Path, args: argparse.Namespace) -> RunConfig:
                               dataset=args.dataset, features=parse_assignments(args.feature, "--feature"),
                               sets=sets, train=train, split_seed=args.split_seed,
                               modalities=[m.strip() for m in args.modalities.split(",") if m.strip()]
-                              if args.modalities else None, edge_weight=args.edge_weight)
+                              if args.modalities else None, edge_weight=args.edge_weight,
+                              preset_file=preset_file(args.preset) if args.preset else None)
 
 
 def print_table(rows: List[Dict[str, Any]], ks) -> None:

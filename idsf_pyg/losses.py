@@ -123,9 +123,22 @@ def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) 
 
 
 def one_direction_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) -> Tensor:
-    r"""The official code's variant: :math:`I(\mathbf{e}^m, \mathbf{e}')` only,
-    one direction per pair (six pairs for two modalities)."""
-    return -torch.stack([mutual_information(p, fused, tau) for p in parts]).sum(0).mean() / len(parts)
+    r"""The official code's variant (``batched_contrastive_loss`` of its ``models.py``):
+    :math:`-\sum_{m \in P} \frac{1}{|I|}\sum_i I(\mathbf{e}_i^m, \mathbf{e}_i')`, one direction per
+    pair, the pairs' terms **summed** as the official code sums its six terms (two modalities: text,
+    text ID, image, image ID against their enhanced forms, both enhanced forms against the fusion).
+    Same value as :func:`mutual_information` per pair, through the fixed-shift log-sum-exp of
+    :func:`fusion_contrastive_loss` (no mask, no concatenation of [N, N] matrices)."""
+    f_hat = F.normalize(fused, dim=-1)
+    total = fused.new_zeros(())
+    for p in parts:
+        p_hat = F.normalize(p, dim=-1)
+        p_scaled = p_hat / tau
+        pos = (p_scaled * f_hat).sum(-1)
+        lse_pf, _ = _similarity_lse(p_scaled, f_hat, tau)
+        lse_pp, _ = _similarity_lse(p_scaled, p_hat, tau, skip_diagonal=True)
+        total = total + (pos - torch.logaddexp(lse_pf, lse_pp)).mean()
+    return -total
 
 
 def l2_penalty(tensors: Iterable[Tensor]) -> Tensor:

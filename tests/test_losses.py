@@ -39,7 +39,15 @@ def test_fusion_contrastive_loss_is_eq3(tau):
     expected = -total / (4 * n)
     got = fusion_contrastive_loss([t, tid], fused, tau)
     assert abs(float(got) - expected) < 1e-10
-    one_way = -sum(brute_mi(m, fused, i, tau) for i in range(n) for m in (t, tid)) / (2 * n)
+    # The official code's batched_contrastive_loss(z1, z2), summed over the pairs:
+    # -mean_i log(between_ii / (sum_j refl_ij + sum_j between_ij - refl_ii)), refl/between = exp(cos/tau).
+    def official(z1, z2):
+        z1n, z2n = torch.nn.functional.normalize(z1), torch.nn.functional.normalize(z2)
+        refl, between = torch.exp(z1n @ z1n.t() / tau), torch.exp(z1n @ z2n.t() / tau)
+        return float(-torch.log(between.diag() / (refl.sum(1) + between.sum(1) - refl.diag())).mean())
+    one_way = -sum(brute_mi(m, fused, i, tau) for i in range(n) for m in (t, tid)) / n
+    if tau >= 0.2:  # the official formula exponentiates without a shift: exp(-1/0.01) terms underflow
+        assert abs(official(t, fused) + official(tid, fused) - one_way) < 1e-9
     assert abs(float(one_direction_contrastive_loss([t, tid], fused, tau)) - one_way) < 1e-10
 
 

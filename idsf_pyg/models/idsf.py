@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_csr_tensor
@@ -17,6 +18,12 @@ CONTRAST_SCOPES = ("all", "batch", "sample")
 CONTRAST_PAIRS = ("paper", "one_direction")
 ITEM_HEADS = ("sum", "layernorm_mlp")
 REG_SCOPES = ("params", "batch")
+STRUCTURE_INITS = ("id", "preference")
+LINEAR_INITS = ("xavier", "torch")
+CHECKPOINT_MODES = ("auto", "always", "never")
+#: ``checkpoint="auto"``: recompute the contrastive terms in the backward pass when the [N, N] similarity
+#: matrices they would keep (about 15 of them per step with two modalities) exceed this many bytes.
+CHECKPOINT_AUTO_BYTES = 2 * 2**30
 
 
 class IDSF(Recommender):
@@ -71,9 +78,18 @@ class IDSF(Recommender):
             (``data['user', 'interacts', 'item'].edge_weight``, e.g. ratings): the degrees of eq. (7)–(8)
             become weighted sums (see :func:`~idsf_pyg.nn.idsf_norm`). Off by default (the paper).
         train_edge_weight: Those weights ``[E]`` (:meth:`from_graph` passes them).
-        checkpoint: Recompute each contrastive term in the backward pass
-            instead of storing its similarity matrices (same values and
-            gradients; far less memory for a little more time).
+        structure_init: Layer 0 of eq. (7)–(10): ``"id"`` (the paper's reading: users start from the
+            shared user ID embedding, items from the projected features :math:`\mathbf{e}_i^m`) or
+            ``"preference"`` (official code: a per-modality user "preference" table for users, and
+            every row of :math:`[\mathbf{p}^m; \mathbf{e}^m]` L2-normalized before propagation; the IDs
+            enter through the :math:`\gamma` self terms only).
+        linear_init: ``"xavier"`` (section 4.1: Xavier for every weight) or ``"torch"`` (official code:
+            PyTorch's default ``nn.Linear`` initialization; embeddings stay Xavier).
+        layernorm_eps: :math:`\epsilon` of the ``layernorm_mlp`` head's LayerNorm (official: 1e-6).
+        checkpoint: Recompute each contrastive term in the backward pass instead of storing its
+            similarity matrices (same values and gradients; far less memory, ~1.3x the time of the
+            term): ``"always"``, ``"never"`` or ``"auto"`` (when the matrices of a step would exceed
+            :data:`CHECKPOINT_AUTO_BYTES`, e.g. Baby's 7,050 items with ``contrast_scope="all"``).
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
@@ -82,7 +98,8 @@ class IDSF(Recommender):
                  content_no_id: bool = False, structure_no_id: bool = False, normalization: str = "sym",
                  user_id_self_term: bool = True, trainable_features: bool = False, item_head: str = "sum",
                  contrast_pairs: str = "paper", contrast_scope: str = "all", contrast_sample_size: int = 2048,
-                 reg_scope: str = "params", checkpoint: bool = True, use_edge_weight: bool = False,
+                 reg_scope: str = "params", structure_init: str = "id", linear_init: str = "xavier",
+                 layernorm_eps: float = 1e-5, checkpoint: str = "auto", use_edge_weight: bool = False,
                  train_edge_weight: Optional[Tensor] = None):
         super().__init__(num_users, num_items, train_edge_index, train_edge_weight)
         if use_edge_weight and train_edge_weight is None:
@@ -93,7 +110,10 @@ class IDSF(Recommender):
                              "explicitly, e.g. --feature random_image=random:4096")
         for name, value, allowed in (("contrast_scope", contrast_scope, CONTRAST_SCOPES),
                                      ("contrast_pairs", contrast_pairs, CONTRAST_PAIRS),
-                                     ("item_head", item_head, ITEM_HEADS), ("reg_scope", reg_scope, REG_SCOPES)):
+                                     ("item_head", item_head, ITEM_HEADS), ("reg_scope", reg_scope, REG_SCOPES),
+                                     ("structure_init", structure_init, STRUCTURE_INITS),
+                                     ("linear_init", linear_init, LINEAR_INITS), ("checkpoint", checkpoint,
+                                                                                  CHECKPOINT_MODES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.modalities: List[str] = list(features)
@@ -105,6 +125,7 @@ class IDSF(Recommender):
         self.contrast_scope, self.contrast_sample_size = contrast_scope, contrast_sample_size
         self.reg_scope = reg_scope
         self.checkpoint = checkpoint
+        self.structure_init, self.linear_init = structure_init, linear_init
 
         # Fixed features are non-persistent buffers sharing the graph's storage: they move with .to(),
         # but stay out of state_dict (checkpoints and best states hold what training changes only).
@@ -118,6 +139,8 @@ class IDSF(Recommender):
         self.proj = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
         self.item_id = nn.ModuleDict({m: nn.Embedding(num_items, embedding_dim) for m in features})
         self.user_id = nn.Embedding(num_users, embedding_dim)
+        if structure_init == "preference":
+            self.user_pref = nn.ModuleDict({m: nn.Embedding(num_users, embedding_dim) for m in features})
         self.enhance_att = nn.ModuleDict({m: ModalityAttention(embedding_dim) for m in features})
         self.fuse_att = ModalityAttention(embedding_dim)
         self.item_struct_att = ModalityAttention(embedding_dim)
@@ -138,9 +161,9 @@ class IDSF(Recommender):
         self.conv_to_user = IDSFConv(g if user_id_self_term else 0.0, normalize="none")
         if item_head == "layernorm_mlp":
             self.head_c = nn.Sequential(nn.Linear(embedding_dim, embedding_dim), nn.ReLU(),
-                                        nn.LayerNorm(embedding_dim))
+                                        nn.LayerNorm(embedding_dim, eps=layernorm_eps))
             self.head_s = nn.Sequential(nn.Linear(embedding_dim, embedding_dim), nn.ReLU(),
-                                        nn.LayerNorm(embedding_dim))
+                                        nn.LayerNorm(embedding_dim, eps=layernorm_eps))
         self.reset_parameters()
 
     @classmethod
@@ -151,20 +174,36 @@ class IDSF(Recommender):
                    **cls.graph_edge_weight(data, config), **config)
 
     def reset_parameters(self) -> None:
-        """Xavier initialization of every weight (section 4.1)."""
+        """Xavier initialization of every weight (section 4.1), or PyTorch's default for the linear
+        layers with ``linear_init="torch"`` (official code); embeddings are Xavier either way."""
+        def linear(lin: nn.Linear) -> None:
+            if self.linear_init == "xavier":
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.zeros_(lin.bias)
+            else:
+                lin.reset_parameters()
+
+        def attention(att: ModalityAttention) -> None:
+            if self.linear_init == "xavier":
+                att.reset_parameters()
+            else:  # as the official Sequential(Linear(d, d), Tanh, Linear(d, 1, bias=False))
+                att.lin.reset_parameters()
+                nn.init.kaiming_uniform_(att.q.data.view(1, -1), a=5 ** 0.5)
+
         for m in self.modalities:
-            nn.init.xavier_uniform_(self.proj[m].weight)
-            nn.init.zeros_(self.proj[m].bias)
+            linear(self.proj[m])
             nn.init.xavier_uniform_(self.item_id[m].weight)
-            self.enhance_att[m].reset_parameters()
+            attention(self.enhance_att[m])
         nn.init.xavier_uniform_(self.user_id.weight)
         for att in (self.fuse_att, self.item_struct_att, self.user_struct_att):
-            att.reset_parameters()
+            attention(att)
         if self.item_head == "layernorm_mlp":
             for head in (self.head_c, self.head_s):
-                nn.init.xavier_uniform_(head[0].weight)
-                nn.init.zeros_(head[0].bias)
+                linear(head[0])
                 head[2].reset_parameters()
+        if self.structure_init == "preference":
+            for m in self.modalities:
+                nn.init.xavier_uniform_(self.user_pref[m].weight)
         self.conv_to_item.reset_parameters()
         self.conv_to_user.reset_parameters()
 
@@ -199,6 +238,9 @@ class IDSF(Recommender):
         for m in self.modalities:
             items, users = parts[m][0], u_id
             i_id = parts[m][1]
+            if self.structure_init == "preference":  # official layer 0: normalized [p^m; e^m]
+                users = F.normalize(self.user_pref[m].weight, dim=1)
+                items = F.normalize(items, dim=1)
             item_sum, user_sum = items, users
             for _ in range(self.num_layers):
                 new_items = self.conv_to_item(users, self.adj_to_item, i_id)   # eq. (7)
@@ -237,7 +279,7 @@ class IDSF(Recommender):
         loss_fn = fusion_contrastive_loss if self.contrast_pairs == "paper" else one_direction_contrastive_loss
 
         def term(inputs: List[Tensor], fused: Tensor) -> Tensor:
-            if self.checkpoint and torch.is_grad_enabled():
+            if self._use_checkpoint(fused.size(0)) and torch.is_grad_enabled():
                 return checkpoint(lambda f, *p: loss_fn(list(p), f, self.tau), fused, *inputs,
                                   use_reentrant=False)
             return loss_fn(inputs, fused, self.tau)
@@ -250,6 +292,12 @@ class IDSF(Recommender):
         if len(self.modalities) > 1:
             total = total + term([take(parts[m][2]) for m in self.modalities], take(e_c))
         return total
+
+    def _use_checkpoint(self, n: int) -> bool:
+        if self.checkpoint != "auto":
+            return self.checkpoint == "always"
+        groups = len(self.modalities) + (1 if len(self.modalities) > 1 else 0)
+        return 5 * groups * n * n * 4 > CHECKPOINT_AUTO_BYTES
 
     def _contrast_rows(self, pos: Tensor, neg: Tensor) -> Optional[Tensor]:
         if self.contrast_scope == "all":

@@ -58,7 +58,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
     gen = set_seed(config.seed)
     model = model.to(device)
     store = data[EDGE]
-    sampler = BPRSampler(store.edge_index, int(data[ITEM].num_nodes), config.batch_size, gen)
+    sampler = BPRSampler(store.edge_index, int(data[ITEM].num_nodes), config.batch_size, gen, mode=config.sampler)
     val_eval = evaluator_for(data, "val", ks=config.ks, batch_size=config.eval_batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
@@ -75,6 +75,8 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
     epochs = range(state.epoch + 1, config.epochs + 1) if state.stopped is None else range(0)
     bar = tqdm(epochs, desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
+        for group in opt.param_groups:  # the official code's LambdaLR(0.96 ** (epoch / 50)), as a function of the epoch
+            group["lr"] = config.lr * config.lr_decay ** ((epoch - 1) / 50)
         model.train()
         t0 = time.perf_counter()
         totals: Dict[str, float] = {}

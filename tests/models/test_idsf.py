@@ -215,3 +215,66 @@ def test_buffers_move_with_the_model_without_stale_caches():
     u64, _ = model.embed()
     assert u64.dtype == torch.float64
     torch.testing.assert_close(u64.float(), u32, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ the official code's options
+def official_structure(model, parts, adj, gamma):
+    """models.py of the official code, densely: ego = normalize([p^m; e^m]); K times
+    ego = D^-1 (A + I) ego + gamma [user ID; item ID^m]; the layer mean; attention over modalities."""
+    n_u, n_i = adj.shape
+    a = torch.zeros(n_u + n_i, n_u + n_i, dtype=torch.float64)
+    a[:n_u, n_u:], a[n_u:, :n_u] = adj, adj.t()
+    a = a + torch.eye(n_u + n_i, dtype=torch.float64)
+    norm = a / a.sum(1, keepdim=True)
+    user_reps, item_reps = [], []
+    for m in model.modalities:
+        ego = torch.nn.functional.normalize(torch.cat([model.user_pref[m].weight, parts[m][0]]), dim=1)
+        ids = torch.cat([model.user_id.weight, parts[m][1]])
+        layers = [ego]
+        for _ in range(model.num_layers):
+            ego = norm @ ego + gamma * ids
+            layers.append(ego)
+        mean = torch.stack(layers).mean(0)
+        user_reps.append(mean[:n_u])
+        item_reps.append(mean[n_u:])
+    return model.user_struct_att(user_reps)[0], model.item_struct_att(item_reps)[0]
+
+
+def test_official_structure_option_matches_the_official_forward():
+    torch.manual_seed(4)
+    ei, feats = tiny_graph()
+    model = IDSF(6, 5, ei, feats, embedding_dim=4, gamma=0.3, normalization="row_self_loop",
+                 structure_init="preference").double()
+    adj = torch.zeros(6, 5, dtype=torch.float64)
+    adj[ei[0], ei[1]] = 1.0
+    with torch.no_grad():
+        parts = model.content()[1]
+        for got, ref in zip(model.structure(parts), official_structure(model, parts, adj, 0.3)):
+            torch.testing.assert_close(got, ref)
+
+
+def test_official_init_and_layernorm_options():
+    ei, feats = tiny_graph()
+    torch.manual_seed(0)
+    paper = IDSF(6, 5, ei, feats, embedding_dim=8, item_head="layernorm_mlp")
+    torch.manual_seed(0)
+    official = IDSF(6, 5, ei, feats, embedding_dim=8, item_head="layernorm_mlp", linear_init="torch",
+                    layernorm_eps=1e-6)
+    # Xavier zeroes the biases; PyTorch's default draws them from U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    assert paper.proj["text"].bias.abs().sum() == 0 and official.proj["text"].bias.abs().sum() > 0
+    bound = 1 / 7 ** 0.5  # text features are 7-d
+    assert official.proj["text"].weight.abs().max() <= bound and official.proj["text"].bias.abs().max() <= bound
+    assert official.head_c[2].eps == 1e-6 and paper.head_c[2].eps == 1e-5
+    # Embeddings are Xavier in both.
+    limit = (6 / (6 + 8)) ** 0.5
+    assert official.user_id.weight.abs().max() <= limit and paper.user_id.weight.abs().max() <= limit
+
+
+def test_checkpoint_auto_only_when_the_similarity_matrices_are_large():
+    ei, feats = tiny_graph()
+    model = IDSF(6, 5, ei, feats, embedding_dim=4)
+    assert model.checkpoint == "auto" and not model._use_checkpoint(1682)   # ML-100k: ~170 MB of matrices
+    assert model._use_checkpoint(7050)                                      # Baby, all items: ~3 GB
+    assert IDSF(6, 5, ei, feats, checkpoint="always")._use_checkpoint(10)
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        IDSF(6, 5, ei, feats, checkpoint=True)

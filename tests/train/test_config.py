@@ -84,7 +84,7 @@ def test_the_run_key_depends_on_what_defines_the_numbers_only():
     base = resolve_run_config(synthetic)
     key = run_key(base, fp, feats)
     # Setting an argument to its default, or changing what does not change numbers, keeps the key.
-    assert run_key(resolve_run_config(synthetic, sets={"tau": 0.5, "checkpoint": True}), fp, feats) == key
+    assert run_key(resolve_run_config(synthetic, sets={"tau": 0.5, "checkpoint": "always"}), fp, feats) == key
     assert run_key(resolve_run_config(synthetic, sets={"eval_batch_size": 7}), fp, feats) == key
     # Seed, a hyper-parameter, the data or the features change it.
     for other in (run_key(resolve_run_config(synthetic, train={"seed": 1}), fp, feats),
@@ -95,3 +95,27 @@ def test_the_run_key_depends_on_what_defines_the_numbers_only():
     diffs = key_differences(key_material(base, fp, feats),
                             key_material(resolve_run_config(synthetic, train={"seed": 1}), fp, feats))
     assert diffs == ["train.seed: 0 -> 1"]
+
+
+def test_the_official_preset_applies_after_the_model_file_and_before_the_command_line():
+    from experiments.train import preset_file
+    ml100k = CONFIG_DIR / "ml100k.yaml"
+    cfg = resolve_run_config(ml100k, preset_file=preset_file("official"), sets={"reg_weight": 3e-5})
+    assert cfg.model_args["structure_init"] == "preference" and cfg.model_args["normalization"] == "row_self_loop"
+    assert cfg.model_args["user_id_self_term"] is True and cfg.model_args["linear_init"] == "torch"
+    assert cfg.model_args["reg_weight"] == 3e-5                   # the command line still wins
+    assert cfg.model_args["gamma"] == 0.3 and cfg.model_args["beta"] == 0.3  # the dataset's values stay
+    assert cfg.train.sampler == "users" and cfg.train.lr_decay == 0.96 and cfg.train.patience == 20
+    with pytest.raises(ConfigError, match="preset for model 'idsf'"):
+        resolve_run_config(ml100k, model="lightgcn", model_file=model_config_file("lightgcn"),
+                           preset_file=preset_file("official"))
+    with pytest.raises(ConfigError, match="no preset 'fast'"):
+        preset_file("fast")
+
+
+def test_every_dataset_config_uses_the_anchors_stopping_rule():
+    for path in DATASET_CONFIGS:
+        if path.stem == "synthetic":  # the quick built-in demo
+            continue
+        cfg = resolve_run_config(path)
+        assert cfg.train.patience == 20 and cfg.train.eval_every == 1, path.name

@@ -25,3 +25,27 @@ def test_negatives_are_uniform_over_unobserved_items():
     counts = torch.bincount(neg, minlength=10)
     assert counts[:5].sum() == 0
     assert (counts[5:].float() / 20000 - 0.2).abs().max() < 0.02
+
+
+def test_user_uniform_mode_draws_users_uniformly_then_their_items():
+    # User 0 has 12 items, users 1 and 2 one each: edge shuffling gives user 0 12/14 of the triples,
+    # the official sampler 1/3 of them, and each of user 0's items equally often.
+    ei = torch.tensor([[0] * 12 + [1, 2], list(range(12)) + [3, 5]])
+    sampler = BPRSampler(ei, 20, batch_size=2, generator=torch.Generator().manual_seed(0), mode="users")
+    assert len(sampler) == 14 // 2 + 1
+    users, items = [], []
+    for _ in range(3000):
+        u, i, j = next(iter(sampler))
+        assert u.unique().numel() == u.numel()           # distinct users inside a batch
+        assert not set(zip(u.tolist(), j.tolist())) & set(map(tuple, ei.t().tolist()))
+        users += u.tolist()
+        items += [it for us, it in zip(u.tolist(), i.tolist()) if us == 0]
+        assert all((a, b) in set(map(tuple, ei.t().tolist())) for a, b in zip(u.tolist(), i.tolist()))
+    share = torch.bincount(torch.tensor(users), minlength=3).float() / len(users)
+    assert (share - 1 / 3).abs().max() < 0.02
+    per_item = torch.bincount(torch.tensor(items), minlength=12).float() / len(items)
+    assert (per_item - 1 / 12).abs().max() < 0.02
+    # A batch larger than the number of users draws with replacement.
+    big = BPRSampler(ei, 20, batch_size=7, generator=torch.Generator().manual_seed(1), mode="users")
+    u, _, _ = next(iter(big))
+    assert u.numel() == 7 and set(u.tolist()) <= {0, 1, 2}
