@@ -128,7 +128,9 @@ class Recommender(nn.Module):
         self.eval()
         u_emb, i_emb = self.embed()
         device = i_emb.device
-        masks = ([self.train_edge_index.cpu()] if exclude_seen else []) + ([exclude.cpu()] if exclude is not None else [])
+        masks = [self.train_edge_index.cpu()] if exclude_seen else []
+        if exclude is not None:
+            masks.append(exclude.cpu())
         ptr, lists = user_item_lists(torch.cat(masks, dim=1), self.num_users) if masks else (None, None)
         items_out, scores_out = [], []
         for start in range(0, users.numel(), batch_size):

@@ -62,9 +62,9 @@ class BM3(MultimodalRecommender):
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         u_on, i_on = self.online()
         with torch.no_grad():
-            u_tg = F.dropout(u_on[users], self.dropout)
-            i_tg = F.dropout(i_on[pos], self.dropout)
-        u_p, i_p = self.predictor(u_on[users]), self.predictor(i_on[pos])
+            u_tg = F.dropout(u_on.index_select(0, users), self.dropout)
+            i_tg = F.dropout(i_on.index_select(0, pos), self.dropout)
+        u_p, i_p = self.predictor(u_on.index_select(0, users)), self.predictor(i_on.index_select(0, pos))
         align = (_neg_cos(u_p, i_tg) + _neg_cos(i_p, u_tg)).mean()
         modal = u_on.new_zeros(())
         for m in self.modalities:

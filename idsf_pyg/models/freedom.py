@@ -90,11 +90,11 @@ class FREEDOM(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         u_all, i_all = self.embed()
-        u = u_all[users]
-        bpr = bpr_loss((u * i_all[pos]).sum(-1), (u * i_all[neg]).sum(-1))
+        u = u_all.index_select(0, users)
+        bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
         modal = u.new_zeros(())
         for m in self.modalities:
             f = self.proj[m](self.feature(m))
-            modal = modal + bpr_loss((u * f[pos]).sum(-1), (u * f[neg]).sum(-1))
+            modal = modal + bpr_loss((u * f.index_select(0, pos)).sum(-1), (u * f.index_select(0, neg)).sum(-1))
         total = bpr + self.reg_weight * modal
         return total, {"bpr": float(bpr.detach()), "modal_bpr": float(modal.detach())}

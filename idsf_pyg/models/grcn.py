@@ -47,9 +47,10 @@ class GRCN(MultimodalRecommender):
         c = F.normalize(F.leaky_relu(self.proj[m](self.feature(m))), dim=1)
         p = F.normalize(self.pref[m], dim=1)
         for _ in range(self.routing):
-            a = softmax((p[users] * c[items]).sum(-1), users, num_nodes=self.num_users)
-            p = F.normalize(p + scatter(a.unsqueeze(-1) * c[items], users, 0, dim_size=self.num_users), dim=1)
-        return p, c, (p[users] * c[items]).sum(-1)
+            a = softmax((p.index_select(0, users) * c.index_select(0, items)).sum(-1), users, num_nodes=self.num_users)
+            msg = a.unsqueeze(-1) * c.index_select(0, items)
+            p = F.normalize(p + scatter(msg, users, 0, dim_size=self.num_users), dim=1)
+        return p, c, (p.index_select(0, users) * c.index_select(0, items)).sum(-1)
 
     def embed(self) -> Tuple[Tensor, Tensor]:
         prefs, contents, conf = [], [], []
@@ -73,9 +74,10 @@ class GRCN(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         u_all, i_all = self.embed()
-        u = u_all[users]
-        bpr = bpr_loss((u * i_all[pos]).sum(-1), (u * i_all[neg]).sum(-1))
+        u = u_all.index_select(0, users)
+        bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
         ids = self.id_emb.weight
-        reg = self.reg_weight * l2_penalty([ids[users], ids[self.num_users + pos], ids[self.num_users + neg],
-                                            *(self.pref[m][users] for m in self.modalities)]) / users.numel()
+        batch = [ids.index_select(0, users), ids.index_select(0, self.num_users + pos),
+                 ids.index_select(0, self.num_users + neg), *(self.pref[m].index_select(0, users) for m in self.modalities)]
+        reg = self.reg_weight * l2_penalty(batch) / users.numel()
         return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}

@@ -275,7 +275,7 @@ class IDSF(Recommender):
     def contrastive_loss(self, e_c: Tensor, parts: Dict[str, Tuple[Tensor, Tensor, Tensor]],
                          rows: Optional[Tensor] = None) -> Tensor:
         """:math:`\\mathcal{L}_C` of eq. (6), over the items ``rows`` (all if ``None``)."""
-        take = (lambda t: t) if rows is None else (lambda t: t[rows])
+        take = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
         loss_fn = fusion_contrastive_loss if self.contrast_pairs == "paper" else one_direction_contrastive_loss
 
         def term(inputs: List[Tensor], fused: Tensor) -> Tensor:
@@ -310,7 +310,10 @@ class IDSF(Recommender):
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         """Eq. (13): BPR + β·L_C + λ‖Θ‖²."""
         out = self.forward()
-        u, i, j = out["user"][users], out["item"][pos], out["item"][neg]
+        # index_select, not out[...][idx]: the backward of advanced indexing (index_put_ with accumulate) is
+        # not bit-reproducible on the CPU with more than one thread.
+        u = out["user"].index_select(0, users)
+        i, j = out["item"].index_select(0, pos), out["item"].index_select(0, neg)
         bpr = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
         total = bpr
         logs = {"bpr": float(bpr.detach())}

@@ -51,9 +51,10 @@ class LightGCN(Recommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         u_all, i_all = self.embed()
-        u, p, n = u_all[users], i_all[pos], i_all[neg]
+        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         ego = self.embedding.weight
-        reg = self.reg_weight * l2_penalty([ego[users], ego[self.num_users + pos], ego[self.num_users + neg]])
+        reg = self.reg_weight * l2_penalty([ego.index_select(0, users), ego.index_select(0, self.num_users + pos),
+                                                  ego.index_select(0, self.num_users + neg)])
         reg = reg / (2 * users.numel())
         return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}

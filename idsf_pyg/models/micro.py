@@ -72,7 +72,7 @@ class MICRO(MultimodalRecommender):
             idx, w = _knn_weights(self.trs[m](self.feature(m)), self.knn_k)
             h = self.item_emb.weight
             for _ in range(self.n_item_layers):
-                learned = (w.unsqueeze(-1) * h[idx]).sum(1)
+                learned = (w.unsqueeze(-1) * h.index_select(0, idx.view(-1)).view(*idx.shape, -1)).sum(1)
                 h = self.lambda_coeff * spmm(getattr(self, f"adj0_{m}"), h) + (1 - self.lambda_coeff) * learned
             views[m] = h
         fused, _ = self.fusion(list(views.values()))
@@ -90,10 +90,12 @@ class MICRO(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         u_all, i_all, fused, views = self._forward()
-        u, p, n = u_all[users], i_all[pos], i_all[neg]
+        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * l2_penalty([u, p, n]) / (2 * users.numel())
         rows = torch.unique(pos)
-        cl = -torch.stack([mutual_information(v[rows], fused[rows], self.tau).mean() for v in views.values()]).mean()
+        fused_rows = fused.index_select(0, rows)
+        cl = -torch.stack([mutual_information(v.index_select(0, rows), fused_rows, self.tau).mean()
+                           for v in views.values()]).mean()
         total = bpr + reg + self.cl_weight * cl
         return total, {"bpr": float(bpr.detach()), "contrast": float(cl.detach()), "reg": float(reg.detach())}

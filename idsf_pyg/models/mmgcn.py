@@ -66,10 +66,11 @@ class MMGCN(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         u_all, i_all = self.embed()
-        u = u_all[users]
-        bpr = bpr_loss((u * i_all[pos]).sum(-1), (u * i_all[neg]).sum(-1))
+        u = u_all.index_select(0, users)
+        bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
         ids = self.id_emb.weight
-        prefs = [self.gcn[m].pref[users] for m in self.modalities]
-        reg = self.reg_weight * l2_penalty([ids[users], ids[self.num_users + pos], ids[self.num_users + neg],
+        prefs = [self.gcn[m].pref.index_select(0, users) for m in self.modalities]
+        reg = self.reg_weight * l2_penalty([ids.index_select(0, users), ids.index_select(0, self.num_users + pos),
+                                            ids.index_select(0, self.num_users + neg),
                                             *prefs]) / users.numel()
         return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}

@@ -59,14 +59,14 @@ class SLMRec(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         u_all, i_all = self.embed()
-        u, p, n = u_all[users], i_all[pos], i_all[neg]
+        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * l2_penalty([u, p, n]) / (2 * users.numel())
         total, logs = bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
         if self.ssl_weight > 0:
             v1, v2 = self._propagate(self.ssl_dropout), self._propagate(self.ssl_dropout)
             rows = torch.cat([torch.unique(users), self.num_users + torch.unique(pos)])
-            ssl = -mutual_information(v1[rows], v2[rows], self.ssl_tau).mean()
+            ssl = -mutual_information(v1.index_select(0, rows), v2.index_select(0, rows), self.ssl_tau).mean()
             total = total + self.ssl_weight * ssl
             logs["ssl"] = float(ssl.detach())
         return total, logs

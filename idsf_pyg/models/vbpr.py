@@ -47,7 +47,7 @@ class VBPR(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
         u_all, i_all = self.embed()
-        u, p, n = u_all[users], i_all[pos], i_all[neg]
+        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * l2_penalty([u[:, :-1], p[:, :-1], n[:, :-1]]) / (2 * users.numel())
         return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
