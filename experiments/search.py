@@ -7,8 +7,9 @@
 Every combination of the --grid values is trained like experiments.train (early stopping on validation,
 test read once at the best validation epoch) into OUT/<key=value,...>/results.json; a finished
 combination is read back only when its run key (resolved config, seed, data fingerprint, features)
-equals this one's, and an interrupted one resumes from its checkpoint. The combination with the best validation metric (default
-recall@20; ties go to the earlier one in grid order) is selected, and only its test metrics are reported:
+equals this one's, and an interrupted one resumes from its checkpoint. The combination with the best
+validation metric (default recall@20; ties go to the earlier one in grid order) is selected, and only its
+test metrics are reported:
 search.csv lists the validation metrics of every combination and the test metrics of the selected one,
 selected.json names it. Keys are routed as --set KEY=VALUE: training settings (lr, batch_size, epochs,
 patience, ...) go to the trainer, every other key is a model argument.

@@ -10,8 +10,8 @@ with HTTP range requests, with a progress bar, and reports each file's size and 
 Integrity: ``--sha256 FILE=HEX`` (repeatable) or ``--hashes LIST`` (``sha256sum`` output, or the
 ``download_manifest.json`` of an earlier download) give the expected digests; a file that does not
 match, downloaded now or found from before, is renamed ``<file>.mismatch`` and the command fails. Files
-without an expected digest are reported with theirs so that the next download can be checked. Category names are those of the site: Baby, Sports_and_Outdoors,
-Clothing_Shoes_and_Jewelry, ...
+without an expected digest are reported with theirs so that the next download can be checked.
+Category names are those of the site: Baby, Sports_and_Outdoors, Clothing_Shoes_and_Jewelry, ...
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from torch_geometric.data import HeteroData
 
 from ..errors import ConfigError
 from .errors import DataFormatError
-from .readers import Interactions, check_feature_matrix
+from .readers import MAX_ID, Interactions, check_feature_matrix
 
 USER, ITEM = "user", "item"
 EDGE = (USER, "interacts", ITEM)
@@ -39,9 +39,6 @@ def _edges(inter: Interactions) -> Tensor:
     return torch.from_numpy(np.stack([inter.users, inter.items]).astype(np.int64))
 
 
-#: Largest node count the loaders accept (int32 indexing everywhere downstream, and a bound that stops
-#: a typo'd id such as 10**12 before anything is allocated).
-MAX_NODES = 2**31 - 1
 #: Inferred node counts (``max id + 1``) may exceed the ids actually used by at most this factor (plus
 #: :data:`SPARSE_SLACK`); beyond that the ids are not 0-based indices and would waste memory silently.
 SPARSE_FACTOR, SPARSE_SLACK = 10, 10_000
@@ -55,8 +52,9 @@ def build_graph(splits: Mapping[str, Interactions], num_users: Optional[int] = N
 
     Checks, each an error naming ``source``: every split present and non-empty; ids inside the given
     counts (or, when counts are inferred as ``max id + 1``, in a plausible range: see
-    :data:`MAX_NODES`, :data:`SPARSE_FACTOR`); **no pair in two splits** (a test pair that is also a
-    training pair would be masked and scored as a leak; validation equal to test would select on test).
+    :data:`~idsf_pyg.data.readers.MAX_ID`, :data:`SPARSE_FACTOR`); **no pair in two splits** (a test
+    pair that is also a training pair would be masked and scored as a leak; validation equal to test
+    would select on test).
     Repeated pairs inside one split are dropped (counted in ``data.split_report``). Users and items that
     appear in validation or test but have no training edge are kept (they are ranked with whatever
     the model gives them without training signal: their ID embeddings stay at initialization) and
@@ -85,9 +83,9 @@ def build_graph(splits: Mapping[str, Interactions], num_users: Optional[int] = N
                                   f"the dataset has {count} {kind}s (ids 0..{count - 1})",
                                   field=f"{kind} id")
         if count is None:
-            if top >= MAX_NODES:
+            if top > MAX_ID:  # the readers refuse these; in-memory splits come here directly
                 raise DataFormatError(source, f"{kind} id {top} in the '{split}' split is beyond the supported "
-                                      f"range (ids must be 0-based indices below {MAX_NODES})", field=f"{kind} id")
+                                      f"range (ids must be 0-based indices up to {MAX_ID})", field=f"{kind} id")
             used = int(np.unique(np.concatenate([getattr(splits[s], attr) for s in splits])).size)
             if top + 1 > SPARSE_FACTOR * used + SPARSE_SLACK:
                 raise DataFormatError(source, f"{kind} id {top} in the '{split}' split, but only {used} distinct "

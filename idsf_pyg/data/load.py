@@ -92,8 +92,7 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
         splits = read_lattice_split(lattice)
         root = lattice.parent if lattice.name == "5-core" else lattice
         id_maps = _id_maps(root)
-        num_users = len(id_maps["user"]) if id_maps["user"] is not None else None
-        num_items = len(id_maps["item"]) if id_maps["item"] is not None else None
+        num_users, num_items = _id_counts(id_maps)
         folder = root
         source = str(lattice)
     else:
@@ -124,8 +123,7 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
             rows = Interactions(users, items, values)
             splits = {SPLIT_LABELS[lab]: rows.take(np.flatnonzero(atomic.labels == lab)) for lab in SPLIT_LABELS}
             id_maps = _id_maps(inter.parent)
-            num_users = len(id_maps["user"]) if id_maps["user"] is not None else None
-            num_items = len(id_maps["item"]) if id_maps["item"] is not None else None
+            num_users, num_items = _id_counts(id_maps)
         else:
             users, user_tokens = index_tokens(atomic.user_tokens)
             items, item_tokens = index_tokens(atomic.item_tokens)
@@ -174,6 +172,11 @@ def _id_maps(folder: Path) -> Dict[str, Optional[list]]:
     """``user_list.txt`` / ``item_list.txt`` (``original_id<TAB>integer_id``) of a dataset folder, if there."""
     return {kind: read_id_map(folder / f"{kind}_list.txt") if (folder / f"{kind}_list.txt").is_file() else None
             for kind in ("user", "item")}
+
+
+def _id_counts(id_maps: Dict[str, Optional[list]]):
+    """Node counts fixed by the id maps (``None`` where there is no map)."""
+    return tuple(None if id_maps[k] is None else len(id_maps[k]) for k in ("user", "item"))
 
 
 def parse_edge_weight(spec: Optional[str]):

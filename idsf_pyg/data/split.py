@@ -31,8 +31,9 @@ def random_split_per_user(users: np.ndarray, items: np.ndarray, seed: int = 0,
     """Splits interactions per user at random with :func:`held_out_counts`.
 
     Deterministic for a given ``seed`` and input order. ``values`` (one per pair,
-    e.g. ratings) follow their pairs. The items of a user are shuffled; the first ``test`` go to test, the next ``valid`` to validation
-    and the rest to training.
+    e.g. ratings) follow their pairs. The items of a user are shuffled; the
+    first ``test`` go to test, the next ``valid`` to validation and the rest to
+    training.
     """
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)

@@ -36,19 +36,14 @@ def deterministic_topk(scores: Tensor, k: int) -> Tuple[Tensor, Tensor]:
     return vals, idx
 
 
-def _csr_lists(edge_index: Tensor, num_users: int) -> Tuple[Tensor, Tensor]:
-    """(ptr, items) of each user's items, users sorted."""
+def user_item_lists(edge_index: Tensor, num_users: int) -> Tuple[Tensor, Tensor]:
+    """``(ptr, items)``: every user's items, CSR-style (users in order, items sorted)."""
     users, items = edge_index
     order = torch.argsort(users * (int(items.max()) + 1 if items.numel() else 1) + items)
     users, items = users[order], items[order]
     ptr = torch.zeros(num_users + 1, dtype=torch.long, device=users.device)
     ptr[1:] = torch.cumsum(torch.bincount(users, minlength=num_users), 0)
     return ptr, items
-
-
-def user_item_lists(edge_index: Tensor, num_users: int) -> Tuple[Tensor, Tensor]:
-    """``(ptr, items)``: every user's items, CSR-style (users in order, items sorted)."""
-    return _csr_lists(edge_index, num_users)
 
 
 def batch_rows(ptr: Tensor, items: Tensor, users: Tensor) -> Tuple[Tensor, Tensor]:
@@ -89,14 +84,11 @@ class FullRankingEvaluator:
         self.batch_size = batch_size
         if ground_truth.numel() == 0:
             raise ValueError("the evaluation split has no edges")
-        self.gt_ptr, self.gt_items = _csr_lists(ground_truth.cpu(), num_users)
+        self.gt_ptr, self.gt_items = user_item_lists(ground_truth.cpu(), num_users)
         excl = torch.cat([e.cpu() for e in exclude], dim=1) if exclude else torch.empty(2, 0, dtype=torch.long)
-        self.ex_ptr, self.ex_items = _csr_lists(excl, num_users)
+        self.ex_ptr, self.ex_items = user_item_lists(excl, num_users)
         counts = self.gt_ptr[1:] - self.gt_ptr[:-1]
         self.users = torch.nonzero(counts > 0).view(-1)
-
-    def _batch_rows(self, ptr: Tensor, items: Tensor, users: Tensor) -> Tuple[Tensor, Tensor]:
-        return batch_rows(ptr, items, users)
 
     @torch.no_grad()
     def evaluate(self, user_emb: Tensor, item_emb: Tensor, return_topk: bool = False) -> Dict[str, object]:
@@ -115,16 +107,14 @@ class FullRankingEvaluator:
             if torch.isnan(scores).any():
                 raise TrainingError("the model's scores contain NaN (its embeddings are not finite): "
                                     "lower the learning rate or check the features")
-            masked = torch.zeros(users.numel(), self.num_items, dtype=torch.bool, device=device)
-            r, c = self._batch_rows(self.ex_ptr, self.ex_items, users)
-            masked[r.to(device), c.to(device)] = True
-            scores.masked_fill_(masked, float("-inf"))
-            top = deterministic_topk(scores, min(kmax, self.num_items))[1]
-            # With fewer than K unmasked items, topk fills up with masked ones: those are never
-            # recommended, so they count as misses and leave the list as -1.
-            ranked = ~masked.gather(1, top)
+            r, c = batch_rows(self.ex_ptr, self.ex_items, users)
+            scores[r.to(device), c.to(device)] = float("-inf")
+            vals, top = deterministic_topk(scores, min(kmax, self.num_items))
+            # With fewer than K unmasked items, topk fills up with masked (-inf) ones: those are never
+            # recommended, so they count as misses and leave the list as -1 (as Recommender.recommend).
+            ranked = ~torch.isneginf(vals)
             gt = torch.zeros(users.numel(), self.num_items, dtype=torch.bool, device=device)
-            r, c = self._batch_rows(self.gt_ptr, self.gt_items, users)
+            r, c = batch_rows(self.gt_ptr, self.gt_items, users)
             gt[r.to(device), c.to(device)] = True
             hits = gt.gather(1, top) & ranked
             top = top.masked_fill(~ranked, -1)

@@ -71,17 +71,13 @@ def as_bipartite_edges(adj: Adjacency, edge_weight: Optional[Tensor] = None
     ``edge_index`` (a plain tensor or PyG's :class:`~torch_geometric.EdgeIndex`) takes them from
     ``edge_weight``. ``size`` is ``(n_src, n_dst)`` where the input says it, else ``None``.
     """
+    size = _declared_size(adj)
     if is_torch_sparse_tensor(adj) or isinstance(adj, SparseTensor):
         if edge_weight is not None:
             raise ValueError("a sparse adjacency carries its edge weights in its values: do not pass edge_weight too")
         (dst, src), values = to_edge_index(adj)
-        n_dst, n_src = (adj.sparse_sizes() if isinstance(adj, SparseTensor) else adj.shape[:2])
-        return torch.stack([src, dst]), values, (int(n_src), int(n_dst))
-    size = None
-    sparse_size = getattr(adj, "sparse_size", None)
-    if callable(sparse_size):  # torch_geometric.EdgeIndex
-        s = sparse_size()
-        size = (int(s[0]), int(s[1])) if s[0] is not None and s[1] is not None else None
+        return torch.stack([src, dst]), values, size
+    if callable(getattr(adj, "as_tensor", None)):  # torch_geometric.EdgeIndex
         adj = adj.as_tensor()
     if adj.dim() != 2 or adj.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {tuple(adj.shape)}")
@@ -175,7 +171,7 @@ class IDSFConv(MessagePassing):
         if self.cached and self._cached is not None:
             return self._cached
         sparse_in = is_torch_sparse_tensor(adj) or isinstance(adj, SparseTensor)
-        if sparse_in and self.fuse and self.normalize == "none" and is_torch_sparse_tensor(adj):
+        if is_torch_sparse_tensor(adj) and self.fuse and self.normalize == "none":
             # Already the product's operand: one sparse-dense product, no conversion.
             csr = adj if adj.layout == torch.sparse_csr else adj.to_sparse_csr()
             out: Tuple[Any, Optional[Tensor], Optional[Tensor]] = (csr.to(dtype), None, None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import os
 import platform
 import subprocess
@@ -30,7 +31,7 @@ import yaml
 from ..data import default_data_root, describe, load_dataset
 from ..errors import ConfigError, RunFolderError
 from ..io import atomic_open, write_json, write_text, write_with
-from .checkpoint import Checkpointer
+from .checkpoint import Checkpointer, cpu_state
 from .config import RunConfig, key_differences, key_material, run_key
 from .trainer import set_seed, train, use_deterministic_algorithms
 
@@ -65,7 +66,6 @@ class RunFolder:
         f = self.file(RESULTS)
         if not f.is_file():
             return None
-        import json
         try:
             return json.loads(f.read_text())
         except (OSError, ValueError) as e:
@@ -198,7 +198,7 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "cpu", thre
     model = build_model(cfg, data)
     log(f"model: {cfg.model} {cfg.model_args}\ntrain: {cfg.train}  device {dev}")
     result = train(model, data, cfg.train, device=dev, log=log, save_topk=save_topk, progress=progress,
-                   checkpoint=checkpointer)
+                   checkpoint=checkpointer, data_info=info)
     topk = result.pop("_topk")
     result = {"model": cfg.model, "config": cfg.to_dict(), "config_sources": cfg.sources, "run_key": key,
               "key_material": material, "seed": cfg.train.seed, "feature_sources": dict(data.feature_sources),
@@ -213,7 +213,7 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "cpu", thre
                     w.writerow([u, " ".join(str(i) for i in row if i >= 0)])
         from .. import __version__
         best = {"format": BEST_FORMAT, "idsf_pyg": __version__, "model": cfg.model, "run_key": key,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+                "state_dict": cpu_state(model)}
         write_with(folder.file(BEST), lambda f: torch.save(best, f))
         write_json(folder.file(RESULTS), result)
         folder.file(CHECKPOINT).unlink(missing_ok=True)  # finished: results.json is the record now

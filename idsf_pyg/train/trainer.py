@@ -43,7 +43,8 @@ def use_deterministic_algorithms(enabled: bool) -> None:
 
 def train(model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
           log: Callable[[str], None] = lambda s: print(s, flush=True), save_topk: bool = False,
-          progress: bool = True, checkpoint: Optional[Checkpointer] = None) -> Dict[str, Any]:
+          progress: bool = True, checkpoint: Optional[Checkpointer] = None,
+          data_info: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Trains ``model`` on ``data``'s training edges and returns a results dict.
 
     Model selection uses the validation split only: the state with the best ``select_metric`` is kept
@@ -52,7 +53,8 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
     With a ``checkpoint``, the run is saved after every ``checkpoint.every`` epochs and when it stops;
     if the checkpoint file exists already, training continues from it and ends with the same numbers
     as an uninterrupted run (same seed, threads and device). The model must have been built from the
-    same seed as in the first session (:func:`set_seed` before building it).
+    same seed as in the first session (:func:`set_seed` before building it). ``data_info`` is
+    :func:`~idsf_pyg.data.describe` of ``data`` if the caller has it already (it sorts every split).
     """
     device = torch.device(device)
     gen = set_seed(config.seed)
@@ -149,7 +151,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
     best_val = next((c for c in state.curve if c["epoch"] == state.best_epoch), {})
     return {
         "train_config": asdict(config),
-        "data": describe(data),
+        "data": data_info if data_info is not None else describe(data),
         "best_epoch": state.best_epoch,
         "stopped": state.stopped or "max epochs",
         "epochs_run": state.epoch,
