@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .similarity_lse import similarity_lse
+
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     r"""Bayesian personalized ranking, eq. (12):
@@ -39,60 +41,25 @@ def mutual_information(a: Tensor, b: Tensor, tau: float) -> Tensor:
     return inter.diagonal() - log_denom
 
 
-# Below this temperature exp(f/τ - 1/τ) can underflow float32 for a whole row; use torch.logsumexp.
-_MIN_TAU_FIXED_SHIFT = 2.0 / 80.0
-
-
-class _ShiftedLogSumExp(torch.autograd.Function):
-    r"""Row-wise (and optionally column-wise) :math:`\log\sum\exp` of ``s`` with a
-    fixed shift ``c ≥ max(s)``, optionally leaving out the diagonal.
-
-    ``torch.logsumexp`` subtracts a fresh maximum per call and keeps several
-    ``[N, N]`` temporaries per direction; here one ``exp(s - c)`` buffer serves
-    rows and columns and is the only thing saved for the backward pass, which
-    costs one more ``[N, N]`` buffer: :math:`\partial/\partial s_{ij} =
-    e_{ij}\,(g^r_i / R_i + g^c_j / C_j)`. This is where most of the
-    contrastive loss's time and memory went.
-    """
-
-    @staticmethod
-    def forward(ctx, s: Tensor, shift: float, skip_diagonal: bool, columns: bool):
-        e = s.sub(shift).exp_()
-        if skip_diagonal:
-            e.diagonal().zero_()
-        row_sum = e.sum(1)
-        col_sum = e.sum(0) if columns else row_sum.new_empty(0)
-        ctx.save_for_backward(e, row_sum, col_sum)
-        ctx.columns = columns
-        return row_sum.log() + shift, (col_sum.log() + shift if columns else col_sum)
-
-    @staticmethod
-    def backward(ctx, grad_rows: Optional[Tensor], grad_cols: Optional[Tensor]):
-        e, row_sum, col_sum = ctx.saved_tensors
-        grad = torch.zeros_like(e) if grad_rows is None else e * (grad_rows / row_sum).unsqueeze(1)
-        if ctx.columns and grad_cols is not None:
-            grad.addcmul_(e, (grad_cols / col_sum).unsqueeze(0))
-        return grad, None, None, None
-
-
-def _similarity_lse(x_scaled: Tensor, y_hat: Tensor, tau: float, skip_diagonal: bool = False,
-                    columns: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-    r""":math:`\log\sum_j e^{f(x_i, y_j)/\tau}` for every row ``i`` (and, with ``columns``,
-    :math:`\log\sum_i e^{f(x_i, y_j)/\tau}` for every column ``j``) of the cosine similarity
-    matrix of unit rows ``x_hat`` (passed as ``x_scaled = x_hat / τ``) and ``y_hat``;
-    ``skip_diagonal`` leaves out the ``j == i`` terms."""
-    s = x_scaled @ y_hat.t()
-    if tau >= _MIN_TAU_FIXED_SHIFT:
-        # Cosines are at most 1, so 1/τ bounds every entry: no overflow, and no row can underflow
-        # entirely, since entries are at least -1/τ and exp(-2/τ) stays far above float32's minimum.
-        rows, cols = _ShiftedLogSumExp.apply(s, 1.0 / tau, skip_diagonal, columns)
-        return rows, (cols if columns else None)
+def _dense_similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, skip_diagonal: bool = False,
+                          columns: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    """The reference path (``dense=True``): the whole [N, M] matrix through ``torch.logsumexp`` and
+    autograd, O(N·M) memory kept for the backward pass."""
+    y = x_hat if y_hat is None else y_hat
+    s = (x_hat / tau) @ y.t()
     if skip_diagonal:
-        s = s.masked_fill(torch.eye(s.size(0), dtype=torch.bool, device=s.device), float("-inf"))
+        s = s.masked_fill(torch.eye(s.size(0), s.size(1), dtype=torch.bool, device=s.device), float("-inf"))
     return torch.logsumexp(s, dim=1), (torch.logsumexp(s, dim=0) if columns else None)
 
 
-def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) -> Tensor:
+def _lse_function(dense: bool, block_size: Optional[int]):
+    if dense:
+        return _dense_similarity_lse
+    return lambda x, y, tau, **kw: similarity_lse(x, y, tau, block_size=block_size, **kw)
+
+
+def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float, *,
+                            block_size: Optional[int] = None, dense: bool = False) -> Tensor:
     r""":math:`\tilde{\mathcal{L}}_C` of eq. (3) for representations ``parts``
     (e.g. :math:`\mathbf{e}^t, \mathbf{e}^{tid}`) and their fusion
     (:math:`\mathbf{e}^{t'}`), both directions:
@@ -106,37 +73,43 @@ def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) 
     once (``f(e^m, e')`` serves both directions: its rows for
     :math:`I(\mathbf{e}^m, \mathbf{e}')`, its columns for
     :math:`I(\mathbf{e}', \mathbf{e}^m)`).
+
+    The all-item sums are exact and computed block by block (:func:`~idsf_pyg.similarity_lse.similarity_lse`):
+    memory :math:`O(N \cdot \text{block})`, no :math:`[N, N]` matrix kept for the backward pass.
+    ``block_size`` overrides the automatic rows per block; ``dense=True`` takes the reference path that
+    materializes every matrix (same value and gradients, :math:`O(N^2)` memory).
     """
+    lse = _lse_function(dense, block_size)
     f_hat = F.normalize(fused, dim=-1)
-    lse_ff, _ = _similarity_lse(f_hat / tau, f_hat, tau, skip_diagonal=True)
+    lse_ff, _ = lse(f_hat, None, tau, skip_diagonal=True)
     total = fused.new_zeros(())
     for p in parts:
         p_hat = F.normalize(p, dim=-1)
-        p_scaled = p_hat / tau  # 1/τ applied to [N, d], not to the [N, N] similarities
-        pos = (p_scaled * f_hat).sum(-1)  # f(e^m_i, e'_i)/τ without touching an [N, N] diagonal
-        lse_pf_rows, lse_pf_cols = _similarity_lse(p_scaled, f_hat, tau, columns=True)
-        lse_pp, _ = _similarity_lse(p_scaled, p_hat, tau, skip_diagonal=True)
+        pos = (p_hat * f_hat).sum(-1) / tau  # f(e^m_i, e'_i)/τ without touching an [N, N] diagonal
+        lse_pf_rows, lse_pf_cols = lse(p_hat, f_hat, tau, columns=True)
+        lse_pp, _ = lse(p_hat, None, tau, skip_diagonal=True)
         mi_pf = pos - torch.logaddexp(lse_pf_rows, lse_pp)   # I(e^m, e')
         mi_fp = pos - torch.logaddexp(lse_pf_cols, lse_ff)   # I(e', e^m)
         total = total + (mi_pf + mi_fp).mean()
     return -total / (2 * len(parts))
 
 
-def one_direction_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float) -> Tensor:
+def one_direction_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float, *,
+                                   block_size: Optional[int] = None, dense: bool = False) -> Tensor:
     r"""The official code's variant (``batched_contrastive_loss`` of its ``models.py``):
     :math:`-\sum_{m \in P} \frac{1}{|I|}\sum_i I(\mathbf{e}_i^m, \mathbf{e}_i')`, one direction per
     pair, the pairs' terms **summed** as the official code sums its six terms (two modalities: text,
     text ID, image, image ID against their enhanced forms, both enhanced forms against the fusion).
-    Same value as :func:`mutual_information` per pair, through the fixed-shift log-sum-exp of
-    :func:`fusion_contrastive_loss` (no mask, no concatenation of [N, N] matrices)."""
+    Same value as :func:`mutual_information` per pair, through the blockwise log-sum-exp of
+    :func:`fusion_contrastive_loss` (same ``block_size`` and ``dense`` arguments)."""
+    lse = _lse_function(dense, block_size)
     f_hat = F.normalize(fused, dim=-1)
     total = fused.new_zeros(())
     for p in parts:
         p_hat = F.normalize(p, dim=-1)
-        p_scaled = p_hat / tau
-        pos = (p_scaled * f_hat).sum(-1)
-        lse_pf, _ = _similarity_lse(p_scaled, f_hat, tau)
-        lse_pp, _ = _similarity_lse(p_scaled, p_hat, tau, skip_diagonal=True)
+        pos = (p_hat * f_hat).sum(-1) / tau
+        lse_pf, _ = lse(p_hat, f_hat, tau)
+        lse_pp, _ = lse(p_hat, None, tau, skip_diagonal=True)
         total = total + (pos - torch.logaddexp(lse_pf, lse_pp)).mean()
     return -total
 

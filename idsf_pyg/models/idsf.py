@@ -6,7 +6,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_csr_tensor
 
@@ -20,10 +19,7 @@ ITEM_HEADS = ("sum", "layernorm_mlp")
 REG_SCOPES = ("params", "batch")
 STRUCTURE_INITS = ("id", "preference")
 LINEAR_INITS = ("xavier", "torch")
-CHECKPOINT_MODES = ("auto", "always", "never")
-#: ``checkpoint="auto"``: recompute the contrastive terms in the backward pass when the [N, N] similarity
-#: matrices they would keep (about 15 of them per step with two modalities) exceed this many bytes.
-CHECKPOINT_AUTO_BYTES = 2 * 2**30
+CONTRAST_KERNELS = ("blockwise", "dense")
 
 
 class IDSF(Recommender):
@@ -86,10 +82,12 @@ class IDSF(Recommender):
         linear_init: ``"xavier"`` (section 4.1: Xavier for every weight) or ``"torch"`` (official code:
             PyTorch's default ``nn.Linear`` initialization; embeddings stay Xavier).
         layernorm_eps: :math:`\epsilon` of the ``layernorm_mlp`` head's LayerNorm (official: 1e-6).
-        checkpoint: Recompute each contrastive term in the backward pass instead of storing its
-            similarity matrices (same values and gradients; far less memory, ~1.3x the time of the
-            term): ``"always"``, ``"never"`` or ``"auto"`` (when the matrices of a step would exceed
-            :data:`CHECKPOINT_AUTO_BYTES`, e.g. Baby's 7,050 items with ``contrast_scope="all"``).
+        contrast_kernel: How the [N, N] similarity sums of eq. (3)–(5) are computed: ``"blockwise"``
+            (default: exact, block by block, recomputed in the backward pass, memory
+            :math:`O(N \cdot \text{block})`; see :mod:`idsf_pyg.similarity_lse`) or ``"dense"`` (the
+            reference: every matrix materialized and kept for the backward pass, :math:`O(N^2)`).
+        contrast_block_size: Rows per block of the blockwise kernel; 0 chooses from the device
+            (:func:`~idsf_pyg.similarity_lse.auto_block_size`).
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
@@ -99,7 +97,8 @@ class IDSF(Recommender):
                  user_id_self_term: bool = True, trainable_features: bool = False, item_head: str = "sum",
                  contrast_pairs: str = "paper", contrast_scope: str = "all", contrast_sample_size: int = 2048,
                  reg_scope: str = "params", structure_init: str = "id", linear_init: str = "xavier",
-                 layernorm_eps: float = 1e-5, checkpoint: str = "auto", use_edge_weight: bool = False,
+                 layernorm_eps: float = 1e-5, contrast_kernel: str = "blockwise", contrast_block_size: int = 0,
+                 use_edge_weight: bool = False,
                  train_edge_weight: Optional[Tensor] = None):
         super().__init__(num_users, num_items, train_edge_index, train_edge_weight)
         if use_edge_weight and train_edge_weight is None:
@@ -112,8 +111,8 @@ class IDSF(Recommender):
                                      ("contrast_pairs", contrast_pairs, CONTRAST_PAIRS),
                                      ("item_head", item_head, ITEM_HEADS), ("reg_scope", reg_scope, REG_SCOPES),
                                      ("structure_init", structure_init, STRUCTURE_INITS),
-                                     ("linear_init", linear_init, LINEAR_INITS), ("checkpoint", checkpoint,
-                                                                                  CHECKPOINT_MODES)):
+                                     ("linear_init", linear_init, LINEAR_INITS),
+                                     ("contrast_kernel", contrast_kernel, CONTRAST_KERNELS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.modalities: List[str] = list(features)
@@ -124,7 +123,9 @@ class IDSF(Recommender):
         self.item_head, self.contrast_pairs = item_head, contrast_pairs
         self.contrast_scope, self.contrast_sample_size = contrast_scope, contrast_sample_size
         self.reg_scope = reg_scope
-        self.checkpoint = checkpoint
+        if contrast_block_size < 0:
+            raise ValueError(f"contrast_block_size must be >= 0 (0: automatic), got {contrast_block_size}")
+        self.contrast_kernel, self.contrast_block_size = contrast_kernel, contrast_block_size
         self.structure_init, self.linear_init = structure_init, linear_init
 
         # Fixed features are non-persistent buffers sharing the graph's storage: they move with .to(),
@@ -277,27 +278,15 @@ class IDSF(Recommender):
         """:math:`\\mathcal{L}_C` of eq. (6), over the items ``rows`` (all if ``None``)."""
         take = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
         loss_fn = fusion_contrastive_loss if self.contrast_pairs == "paper" else one_direction_contrastive_loss
-
-        def term(inputs: List[Tensor], fused: Tensor) -> Tensor:
-            if self._use_checkpoint(fused.size(0)) and torch.is_grad_enabled():
-                return checkpoint(lambda f, *p: loss_fn(list(p), f, self.tau), fused, *inputs,
-                                  use_reentrant=False)
-            return loss_fn(inputs, fused, self.tau)
-
+        options = {"dense": self.contrast_kernel == "dense", "block_size": self.contrast_block_size or None}
         total = e_c.new_zeros(())
         if not self.content_no_id:
             for m in self.modalities:
                 e_m, e_id, e_enh = parts[m]
-                total = total + term([take(e_m), take(e_id)], take(e_enh))
+                total = total + loss_fn([take(e_m), take(e_id)], take(e_enh), self.tau, **options)
         if len(self.modalities) > 1:
-            total = total + term([take(parts[m][2]) for m in self.modalities], take(e_c))
+            total = total + loss_fn([take(parts[m][2]) for m in self.modalities], take(e_c), self.tau, **options)
         return total
-
-    def _use_checkpoint(self, n: int) -> bool:
-        if self.checkpoint != "auto":
-            return self.checkpoint == "always"
-        groups = len(self.modalities) + (1 if len(self.modalities) > 1 else 0)
-        return 5 * groups * n * n * 4 > CHECKPOINT_AUTO_BYTES
 
     def _contrast_rows(self, pos: Tensor, neg: Tensor) -> Optional[Tensor]:
         if self.contrast_scope == "all":

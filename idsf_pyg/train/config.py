@@ -38,8 +38,9 @@ MODEL_FILE_KEYS = ("model", "model_args", "train")
 #: Training settings that define the numbers (everything but the evaluation batch size).
 KEY_TRAIN_FIELDS = ("lr", "batch_size", "epochs", "eval_every", "patience", "select_metric", "ks",
                     "mask_val_in_test", "seed", "max_seconds", "sampler", "lr_decay")
-#: Model arguments that change memory or speed, never the numbers: not part of the run key.
-NON_KEY_MODEL_ARGS = ("checkpoint",)
+#: Model arguments that change memory or speed, not the function computed (equal up to float rounding, as a
+#: change of device is): not part of the run key.
+NON_KEY_MODEL_ARGS = ("contrast_kernel", "contrast_block_size")
 SAMPLERS = ("edges", "users")
 METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
 

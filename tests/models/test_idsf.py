@@ -270,11 +270,24 @@ def test_official_init_and_layernorm_options():
     assert official.user_id.weight.abs().max() <= limit and paper.user_id.weight.abs().max() <= limit
 
 
-def test_checkpoint_auto_only_when_the_similarity_matrices_are_large():
+def test_blockwise_and_dense_kernels_give_the_same_loss_and_gradients():
+    """The model's all-item contrastive loss through the blockwise kernel (blocks of 2 rows, so several
+    blocks, recomputed in the backward pass) against the dense reference."""
     ei, feats = tiny_graph()
-    model = IDSF(6, 5, ei, feats, embedding_dim=4)
-    assert model.checkpoint == "auto" and not model._use_checkpoint(1682)   # ML-100k: ~170 MB of matrices
-    assert model._use_checkpoint(7050)                                      # Baby, all items: ~3 GB
-    assert IDSF(6, 5, ei, feats, checkpoint="always")._use_checkpoint(10)
-    with pytest.raises(ValueError, match="checkpoint must be one of"):
-        IDSF(6, 5, ei, feats, checkpoint=True)
+    grads = {}
+    for kernel, block in (("dense", 0), ("blockwise", 2), ("blockwise", 0)):
+        torch.manual_seed(0)
+        model = IDSF(6, 5, ei, feats, embedding_dim=4, contrast_kernel=kernel, contrast_block_size=block).double()
+        loss, logs = model.loss(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.tensor([3, 4, 4]))
+        loss.backward()
+        grads[(kernel, block)] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    ref_loss, ref_grads = grads[("dense", 0)]
+    for key in (("blockwise", 2), ("blockwise", 0)):
+        value, g = grads[key]
+        torch.testing.assert_close(value, ref_loss, rtol=1e-12, atol=1e-12)
+        for name in ref_grads:
+            torch.testing.assert_close(g[name], ref_grads[name], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="contrast_kernel must be one of"):
+        IDSF(6, 5, ei, feats, contrast_kernel="flash")
+    with pytest.raises(ValueError, match="contrast_block_size"):
+        IDSF(6, 5, ei, feats, contrast_block_size=-1)
