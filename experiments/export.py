@@ -29,7 +29,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="a finished run folder (experiments.train --out)")
     p.add_argument("--out", type=Path, required=True, help="folder for the exported files")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace files exported earlier")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)

@@ -46,7 +46,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[Any, List[Any]]:
     p.add_argument("--exclude-val", action="store_true", help="also leave out each user's validation items")
     p.add_argument("--include-seen", action="store_true", help="do not leave out the training items")
     p.add_argument("--json", action="store_true", help="one JSON object: user id -> list of item ids")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
     users = parse_users(args)

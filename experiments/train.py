@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="YAML config (dataset, features, model, model_args, train); default: %(default)s")
     add_config_options(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--out", type=Path, help="run folder: results.json, config.yaml, best.pt, checkpoint.pt")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run or a checkpoint in --out")
     p.add_argument("--no-resume", action="store_true",
@@ -107,6 +107,8 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early stopping: evaluations without improvement")
     p.add_argument("--max-seconds", type=float, help="stop training after this many seconds (then test once)")
     p.add_argument("--mask-val-in-test", action="store_true", help="also mask validation items when testing")
+    p.add_argument("--amp", choices=["none", "bf16"],
+                   help="bf16: bfloat16 matrix products under torch.autocast, losses in float32 (default: none)")
 
 
 def model_config_file(model: str) -> Path:
@@ -133,7 +135,7 @@ def config_from_args(config: Path, args: argparse.Namespace) -> RunConfig:
     sets = {k: parse_value(v) for k, v in parse_assignments(args.set, "--set").items()}
     train = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
              "eval_every": args.eval_every, "patience": args.patience, "max_seconds": args.max_seconds,
-             "mask_val_in_test": True if args.mask_val_in_test else None}
+             "mask_val_in_test": True if args.mask_val_in_test else None, "amp": args.amp}
     return resolve_run_config(config, model=args.model,
                               model_file=model_config_file(args.model) if args.model else None,
                               dataset=args.dataset, features=parse_assignments(args.feature, "--feature"),
@@ -174,7 +176,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 # ------------------------------------------------------------------ shared by table2 and search
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The per-run options of the drivers that train many runs (table2, search)."""
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N "
+                                                    "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     p.add_argument("--max-seconds", type=float, help="per-run cap on training time")

@@ -15,7 +15,9 @@ def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     :math:`-\ln\sigma(\hat{y}_{ui} - \hat{y}_{uj})`, averaged over the batch
     (the paper writes a sum; the mean keeps :math:`\beta` and :math:`\lambda`
     independent of the batch size, as in every official implementation)."""
-    return -F.logsigmoid(pos_scores - neg_scores).mean()
+    # float32 even under autocast (bf16 scores): the loss is accumulated at full precision.
+    dtype = torch.promote_types(pos_scores.dtype, torch.float32)
+    return -F.logsigmoid(pos_scores.to(dtype) - neg_scores.to(dtype)).mean()
 
 
 def mutual_information(a: Tensor, b: Tensor, tau: float) -> Tensor:
@@ -118,7 +120,7 @@ def l2_penalty(tensors: Iterable[Tensor]) -> Tensor:
     r""":math:`\|\Theta\|_2^2` of eq. (13): the sum of squares of ``tensors``."""
     total = None
     for t in tensors:
-        s = t.pow(2).sum()
+        s = t.to(torch.promote_types(t.dtype, torch.float32)).pow(2).sum()
         total = s if total is None else total + s
     if total is None:
         raise ValueError("l2_penalty needs at least one tensor")

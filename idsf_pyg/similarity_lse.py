@@ -92,14 +92,18 @@ class _ScoreBlocks:
             self.yt = y.t()
             self.bias = xs.new_full((1,), -shift)
 
-    def __call__(self, r0: int, r1: int) -> Tensor:
-        out = self.buf[:r1 - r0]
+    def __call__(self, r0: int, r1: int, c0: int = 0) -> Tensor:
+        """Rows ``r0:r1``, columns ``c0:`` (a contiguous [r1 - r0, M - c0] view of the buffer)."""
+        shape = (r1 - r0, self.buf.size(1) - c0)
+        out = self.buf.view(-1)[:shape[0] * shape[1]].view(shape)
+        yt = self.yt[:, c0:]
         if self.lowp:
-            low = torch.mm(self.xs_low[r0:r1], self.yt, out=self.buf_low[:r1 - r0])
+            low = self.buf_low.view(-1)[:shape[0] * shape[1]].view(shape)
+            torch.mm(self.xs_low[r0:r1], yt, out=low)
             return out.copy_(low).sub_(self.shift) if self.shift else out.copy_(low)
         if self.shift:
-            return torch.addmm(self.bias, self.xs[r0:r1], self.yt, out=out)
-        return torch.mm(self.xs[r0:r1], self.yt, out=out)
+            return torch.addmm(self.bias, self.xs[r0:r1], yt, out=out)
+        return torch.mm(self.xs[r0:r1], yt, out=out)
 
 
 def _finite_or_zero(t: Tensor) -> Tensor:
@@ -128,7 +132,22 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
             row_lse = x.new_empty(n)
             col_acc = x.new_zeros(m) if columns else None
             col_max = x.new_full((m,), float("-inf")) if columns and not fixed else None
-            for r0 in range(0, n, block):
+            triangular = symmetric and fixed and not save
+            if triangular:
+                # S is symmetric: panel r holds rows r0:r1 and columns r0: only (half the products and
+                # exponentials); the part right of the diagonal block also gives, transposed, the sums of
+                # rows r1: over columns r0:r1.
+                row_acc = x.new_zeros(n)
+                for r0 in range(0, n, block):
+                    r1 = min(n, r0 + block)
+                    e = scores(r0, r1, r0).exp_()
+                    if skip_diagonal:
+                        _zero_diagonal(e, 0, 0.0)
+                    row_acc[r0:r1] += e.sum(1)
+                    if r1 < n:
+                        row_acc[r1:] += e[:, r1 - r0:].sum(0)
+                row_lse.copy_(row_acc.log_().add_(scale))
+            for r0 in range(0, 0 if triangular else n, block):
                 r1 = min(n, r0 + block)
                 s = scores(r0, r1)
                 if fixed:
@@ -186,6 +205,29 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
             if low:
                 y_low, xs_low = yy.to(gemm_dtype), xs.to(gemm_dtype)
                 g_low_buf = x.new_empty((block, yy.size(0)), dtype=gemm_dtype)
+            if symmetric and fixed and not has_kept:
+                # Triangular panels as in the forward pass: W = e (a_i + a_j) is symmetric, so panel r's
+                # W[r0:r1, r0:] serves the rows r0:r1 and, transposed, the rows r1: (columns r0:r1).
+                grad_x.zero_()
+                for r0 in range(0, n, block):
+                    r1 = min(n, r0 + block)
+                    e = scores(r0, r1, r0).exp_()
+                    if skip_diagonal:
+                        _zero_diagonal(e, 0, 0.0)
+                    w = weight_buf.view(-1)[:e.numel()].view(e.shape)
+                    e.mul_(torch.add(a[r0:r1].unsqueeze(1), a[r0:].unsqueeze(0), out=w))
+                    rows, rest = grad_x[r0:r1], grad_x[r1:]
+                    if low:
+                        e = g_low_buf.view(-1)[:e.numel()].view(e.shape).copy_(e)
+                        rows += e @ y_low[r0:]
+                        if r1 < n:
+                            rest += e[:, r1 - r0:].t() @ y_low[r0:r1]
+                    else:
+                        torch.addmm(rows, e, x[r0:], out=rows)
+                        if r1 < n:
+                            torch.addmm(rest, e[:, r1 - r0:].t(), x[r0:r1], out=rest)
+                grad_x.mul_(scale)
+                return grad_x, None, None, None, None, None, None
             for r0 in range(0, n, block):
                 r1 = min(n, r0 + block)
                 if fixed:
@@ -215,9 +257,27 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                 else:
                     torch.mm(grad_s, yy, out=grad_x[r0:r1])
                     if want_y:
-                        grad_y.addmm_(grad_s.t(), xs[r0:r1])
+                        torch.addmm(grad_y, grad_s.t(), xs[r0:r1], out=grad_y)  # counted by FlopCounterMode
             grad_x.mul_(scale)
         return grad_x, grad_y, None, None, None, None, None
+
+
+def similarity_gemm_flops(n: int, m: int, d: int, block: int, symmetric: bool, fixed: bool = True,
+                          grad_y: bool = True) -> float:
+    """Floating-point work of the matrix products :func:`similarity_lse` runs, forward and backward, for
+    ``n`` x ``m`` scores of width ``d`` in blocks of ``block`` rows (``symmetric``: the self-similarity,
+    ``m == n``; ``fixed``: τ >= :data:`MIN_TAU_FIXED_SHIFT`; ``grad_y``: the right operand needs a gradient)."""
+    block = max(1, min(block, n))
+    saved = fixed and block == n and n * m * 4 <= SAVE_BELOW_BYTES
+    if symmetric and fixed and not saved:
+        total = 0.0
+        for r0 in range(0, n, block):
+            b, width = min(block, n - r0), n - r0
+            total += 3 * 2.0 * b * width * d + 2.0 * b * (width - b) * d
+        return total
+    product = 2.0 * n * m * d
+    backward = 1 if symmetric else (2 if grad_y else 1)
+    return product * (1 + (0 if saved else 1) + backward)
 
 
 def similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, *, skip_diagonal: bool = False,

@@ -151,6 +151,16 @@ def test_bfloat16_products_stay_close():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         rows_ac, _ = similarity_lse(x, y, 0.5, columns=True, block_size=64)
     torch.testing.assert_close(rows_ac, rows16)
+    # the self-similarity's triangular panels, values and gradients
+    grads = {}
+    for dtype in (None, torch.bfloat16):
+        leaf = x.clone().requires_grad_()
+        rows, _ = similarity_lse(leaf, None, 0.5, skip_diagonal=True, block_size=64, gemm_dtype=dtype)
+        rows.sum().backward()
+        grads[dtype] = (rows.detach(), leaf.grad)
+    torch.testing.assert_close(grads[torch.bfloat16][0], grads[None][0], rtol=0, atol=2e-2)
+    cos = F.cosine_similarity(grads[torch.bfloat16][1].flatten(), grads[None][1].flatten(), dim=0)
+    assert cos > 0.99
 
 
 def test_auto_block_size_is_bounded_and_a_multiple_of_64():

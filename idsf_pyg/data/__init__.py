@@ -6,11 +6,11 @@ from .load import default_data_root, load_dataset
 from .readers import (Interactions, read_atomic_inter, read_feature_matrix, read_id_map, read_lattice_json,
                       read_lattice_split)
 from .split import held_out_counts, random_split_per_user
-from .synthetic import make_synthetic
+from .synthetic import make_scale_graph, make_synthetic
 
 __all__ = [
     "DataFormatError", "EDGE", "ITEM", "REV_EDGE", "USER", "Interactions", "add_item_features", "build_graph",
-    "default_data_root", "describe", "held_out_counts", "load_dataset", "make_synthetic", "modality_names",
+    "default_data_root", "describe", "held_out_counts", "load_dataset", "make_scale_graph", "make_synthetic", "modality_names",
     "random_split_per_user", "read_atomic_inter", "read_feature_matrix", "read_id_map", "read_lattice_json",
     "read_lattice_split", "split_fingerprint",
 ]

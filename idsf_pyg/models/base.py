@@ -24,6 +24,10 @@ from ..data.graph import EDGE, FEATURE_PREFIX, ITEM, USER, modality_names
 class Recommender(nn.Module):
     """Base class: holds the training graph as a sparse CSR adjacency."""
 
+    #: Whether training under bf16 autocast (``--amp bf16``) is implemented: dense products in bf16,
+    #: sparse propagation and losses in float32.
+    supports_amp: bool = False
+
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor,
                  train_edge_weight: Optional[Tensor] = None):
         super().__init__()
@@ -89,7 +93,10 @@ class Recommender(nn.Module):
     def graph_sizes(data: HeteroData) -> Tuple[int, int, Tensor]:
         return int(data[USER].num_nodes), int(data[ITEM].num_nodes), data[EDGE].edge_index
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """The training objective of one BPR batch and its parts for the log, as detached 0-d tensors (the
+        trainer sums them on the device and reads them once per epoch: no host-device synchronization
+        per step)."""
         raise NotImplementedError
 
     def embed(self) -> Tuple[Tensor, Tensor]:

@@ -59,7 +59,7 @@ class BM3(MultimodalRecommender):
         u, i = self.online()
         return self.predictor(u), self.predictor(i)
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_on, i_on = self.online()
         with torch.no_grad():
             u_tg = F.dropout(u_on.index_select(0, users), self.dropout)
@@ -76,4 +76,4 @@ class BM3(MultimodalRecommender):
         # BM3's code: Frobenius norms (not squared) of all online embeddings, divided by the item count.
         reg = self.reg_weight * (u_on.norm() + i_on.norm()) / self.num_items
         total = align + self.cl_weight * modal + reg
-        return total, {"align": float(align.detach()), "modal": float(modal.detach()), "reg": float(reg.detach())}
+        return total, {"align": align.detach(), "modal": modal.detach(), "reg": reg.detach()}

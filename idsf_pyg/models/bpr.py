@@ -34,8 +34,8 @@ class BPRMF(Recommender):
     def embed(self) -> Tuple[Tensor, Tensor]:
         return self.user_emb.weight, self.item_emb.weight
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u, p, n = self.user_emb(users), self.item_emb(pos), self.item_emb(neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * l2_penalty([u, p, n]) / (2 * users.numel())
-        return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
+        return bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}

@@ -88,7 +88,7 @@ class FREEDOM(MultimodalRecommender):
         total = layer_mean(adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.n_ui_layers)
         return total[: self.num_users], total[self.num_users:] + h
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
         u = u_all.index_select(0, users)
         bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
@@ -97,4 +97,4 @@ class FREEDOM(MultimodalRecommender):
             f = self.proj[m](self.feature(m))
             modal = modal + bpr_loss((u * f.index_select(0, pos)).sum(-1), (u * f.index_select(0, neg)).sum(-1))
         total = bpr + self.reg_weight * modal
-        return total, {"bpr": float(bpr.detach()), "modal_bpr": float(modal.detach())}
+        return total, {"bpr": bpr.detach(), "modal_bpr": modal.detach()}

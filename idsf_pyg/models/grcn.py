@@ -72,7 +72,7 @@ class GRCN(MultimodalRecommender):
         i = torch.cat([x[self.num_users:], *contents], dim=1)
         return u, i
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
         u = u_all.index_select(0, users)
         bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
@@ -80,4 +80,4 @@ class GRCN(MultimodalRecommender):
         batch = [ids.index_select(0, users), ids.index_select(0, self.num_users + pos),
                  ids.index_select(0, self.num_users + neg), *(self.pref[m].index_select(0, users) for m in self.modalities)]
         reg = self.reg_weight * l2_penalty(batch) / users.numel()
-        return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
+        return bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}

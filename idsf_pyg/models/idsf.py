@@ -90,6 +90,8 @@ class IDSF(Recommender):
             (:func:`~idsf_pyg.similarity_lse.auto_block_size`).
     """
 
+    supports_amp = True
+
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
                  embedding_dim: int = 128, num_layers: int = 2, gamma: float = 0.3, beta: float = 0.3,
                  tau: float = 0.5, reg_weight: float = 1e-4, no_content: bool = False, no_contrast: bool = False,
@@ -276,7 +278,12 @@ class IDSF(Recommender):
     def contrastive_loss(self, e_c: Tensor, parts: Dict[str, Tuple[Tensor, Tensor, Tensor]],
                          rows: Optional[Tensor] = None) -> Tensor:
         """:math:`\\mathcal{L}_C` of eq. (6), over the items ``rows`` (all if ``None``)."""
-        take = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
+        # float32 inputs even under autocast: normalization and sums at full precision; the similarity
+        # products follow autocast's dtype inside the kernel.
+        def take(t: Tensor) -> Tensor:
+            t = t if rows is None else t.index_select(0, rows)
+            return t.to(torch.promote_types(t.dtype, torch.float32))
+
         loss_fn = fusion_contrastive_loss if self.contrast_pairs == "paper" else one_direction_contrastive_loss
         options = {"dense": self.contrast_kernel == "dense", "block_size": self.contrast_block_size or None}
         total = e_c.new_zeros(())
@@ -288,6 +295,36 @@ class IDSF(Recommender):
             total = total + loss_fn([take(parts[m][2]) for m in self.modalities], take(e_c), self.tau, **options)
         return total
 
+    def contrast_gemm_flops(self, n: int, device: torch.device | str = "cpu") -> Dict[str, float]:
+        """Floating-point work of the similarity products of eq. (3)–(5) in one step over ``n`` items.
+
+        ``"floor"``: the products no implementation avoids: per cross-similarity
+        :math:`\hat{X}\hat{Y}^\top`, one forward and two backward (:math:`G\hat{Y}`,
+        :math:`G^\top\hat{X}`), :math:`3 \cdot 2n^2d`; per self-similarity :math:`\hat{X}\hat{X}^\top`,
+        its upper triangle forward and :math:`(G + G^\top)\hat{X}` backward, :math:`3n^2d`.
+        ``"executed"``: what the kernel runs with this model's block size on ``device`` (its backward pass
+        recomputes the scores: see :func:`~idsf_pyg.similarity_lse.similarity_gemm_flops`).
+        ``"matrices"``: how many [n, n] similarity matrices a step has."""
+        from ..similarity_lse import SAVE_BELOW_BYTES, auto_block_size, similarity_gemm_flops
+        beta = 0.0 if self.no_contrast or self.no_content else self.beta
+        groups = [] if beta <= 0 else ([2] * len(self.modalities) if not self.content_no_id else [])
+        if beta > 0 and len(self.modalities) > 1:
+            groups.append(len(self.modalities))
+        cross = sum(groups)                                   # e^m against the fusion, per part
+        selfs = sum(groups) + (len(groups) if self.contrast_pairs == "paper" else 0)   # e^m e^m (+ e'e')
+        d = self.embedding_dim
+        if self.contrast_block_size:
+            block = self.contrast_block_size
+        elif n * n * 4 <= SAVE_BELOW_BYTES:
+            block = n
+        else:
+            block = auto_block_size(n, 4, torch.device(device))
+        fixed = self.tau >= 2.0 / 80.0
+        executed = (cross * similarity_gemm_flops(n, n, d, block, symmetric=False, fixed=fixed)
+                    + selfs * similarity_gemm_flops(n, n, d, block, symmetric=True, fixed=fixed))
+        return {"floor": cross * 6.0 * n * n * d + selfs * 3.0 * n * n * d, "executed": executed,
+                "matrices": cross + selfs, "block": block}
+
     def _contrast_rows(self, pos: Tensor, neg: Tensor) -> Optional[Tensor]:
         if self.contrast_scope == "all":
             return None
@@ -296,7 +333,7 @@ class IDSF(Recommender):
         n = min(self.contrast_sample_size, self.num_items)
         return torch.randperm(self.num_items, device=pos.device)[:n]
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Eq. (13): BPR + β·L_C + λ‖Θ‖²."""
         out = self.forward()
         # index_select, not out[...][idx]: the backward of advanced indexing (index_put_ with accumulate) is
@@ -305,12 +342,12 @@ class IDSF(Recommender):
         i, j = out["item"].index_select(0, pos), out["item"].index_select(0, neg)
         bpr = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
         total = bpr
-        logs = {"bpr": float(bpr.detach())}
+        logs = {"bpr": bpr.detach()}
         beta = 0.0 if self.no_contrast or self.no_content else self.beta
         if beta > 0:
             cl = self.contrastive_loss(out["content"], out["parts"], self._contrast_rows(pos, neg))
             total = total + beta * cl
-            logs["contrast"] = float(cl.detach())
+            logs["contrast"] = cl.detach()
         if self.reg_weight > 0:
             if self.reg_scope == "params":
                 # Eq. (12) sums BPR over all |E| training triples and eq. (13) adds λ‖Θ‖² once; with the
@@ -321,7 +358,7 @@ class IDSF(Recommender):
             else:
                 reg = self.reg_weight * l2_penalty([u, i, j]) / (2 * users.numel())
             total = total + reg
-            logs["reg"] = float(reg.detach())
+            logs["reg"] = reg.detach()
         return total, logs
 
     def extra_repr(self) -> str:

@@ -49,7 +49,7 @@ class LightGCN(Recommender):
         out = self.propagate_all()
         return out[: self.num_users], out[self.num_users:]
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
         u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
@@ -57,4 +57,4 @@ class LightGCN(Recommender):
         reg = self.reg_weight * l2_penalty([ego.index_select(0, users), ego.index_select(0, self.num_users + pos),
                                                   ego.index_select(0, self.num_users + neg)])
         reg = reg / (2 * users.numel())
-        return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
+        return bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}

@@ -88,7 +88,7 @@ class MICRO(MultimodalRecommender):
         u, i, _, _ = self._forward()
         return u, i
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all, fused, views = self._forward()
         u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
@@ -98,4 +98,4 @@ class MICRO(MultimodalRecommender):
         cl = -torch.stack([mutual_information(v.index_select(0, rows), fused_rows, self.tau).mean()
                            for v in views.values()]).mean()
         total = bpr + reg + self.cl_weight * cl
-        return total, {"bpr": float(bpr.detach()), "contrast": float(cl.detach()), "reg": float(reg.detach())}
+        return total, {"bpr": bpr.detach(), "contrast": cl.detach(), "reg": reg.detach()}

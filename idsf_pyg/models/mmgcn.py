@@ -64,7 +64,7 @@ class MMGCN(MultimodalRecommender):
         rep = sum(self.gcn[m](self.feature(m), self.adj, self.id_emb.weight) for m in self.modalities)
         return rep[: self.num_users], rep[self.num_users:]
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
         u = u_all.index_select(0, users)
         bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
@@ -73,4 +73,4 @@ class MMGCN(MultimodalRecommender):
         reg = self.reg_weight * l2_penalty([ids.index_select(0, users), ids.index_select(0, self.num_users + pos),
                                             ids.index_select(0, self.num_users + neg),
                                             *prefs]) / users.numel()
-        return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
+        return bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}

@@ -57,16 +57,16 @@ class SLMRec(MultimodalRecommender):
         rep = self._propagate(0.0)
         return rep[: self.num_users], rep[self.num_users:]
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
         u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * l2_penalty([u, p, n]) / (2 * users.numel())
-        total, logs = bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
+        total, logs = bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}
         if self.ssl_weight > 0:
             v1, v2 = self._propagate(self.ssl_dropout), self._propagate(self.ssl_dropout)
             rows = torch.cat([torch.unique(users), self.num_users + torch.unique(pos)])
             ssl = -mutual_information(v1.index_select(0, rows), v2.index_select(0, rows), self.ssl_tau).mean()
             total = total + self.ssl_weight * ssl
-            logs["ssl"] = float(ssl.detach())
+            logs["ssl"] = ssl.detach()
         return total, logs

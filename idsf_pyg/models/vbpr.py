@@ -45,9 +45,9 @@ class VBPR(MultimodalRecommender):
         items = torch.cat([self.item_gamma.weight, self.proj(self.features), self.visual_bias(self.features)], 1)
         return users, items
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
         u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * l2_penalty([u[:, :-1], p[:, :-1], n[:, :-1]]) / (2 * users.numel())
-        return bpr + reg, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
+        return bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}

@@ -207,6 +207,8 @@ class IDSFConv(MessagePassing):
                 order; for a sparse adjacency, in its row-major order).
         """
         x_src, x_dst = (x, None) if isinstance(x, Tensor) else x
+        if x_src.dtype in (torch.bfloat16, torch.float16) and torch.is_autocast_enabled(x_src.device.type):
+            x_src = x_src.float()  # autocast's low-precision output: propagate in float32 (see message_and_aggregate)
         if isinstance(x_id, (tuple, list)):
             x_id = x_id[1]
         known = _declared_size(edge_index)
@@ -245,8 +247,12 @@ class IDSFConv(MessagePassing):
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
     def message_and_aggregate(self, adj_t: Tensor, x: Tensor) -> Tensor:
-        # One sparse-dense product: adj_t [n_dst, n_src] @ x [n_src, F].
-        return spmm(adj_t, x, reduce=self.aggr)
+        # One sparse-dense product: adj_t [n_dst, n_src] @ x [n_src, F], in the adjacency's dtype even under
+        # bf16 autocast: sparse bf16 products do not exist on the CPU, and this product is memory-bound.
+        if adj_t.dtype != x.dtype and adj_t.dtype.is_floating_point:
+            x = x.to(adj_t.dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            return spmm(adj_t, x, reduce=self.aggr)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(gamma={self.gamma}, normalize='{self.normalize}', cached={self.cached})"

@@ -37,11 +37,12 @@ DATASET_FILE_KEYS = ("dataset", "split_seed", "features", "discover_features", "
 MODEL_FILE_KEYS = ("model", "model_args", "train")
 #: Training settings that define the numbers (everything but the evaluation batch size).
 KEY_TRAIN_FIELDS = ("lr", "batch_size", "epochs", "eval_every", "patience", "select_metric", "ks",
-                    "mask_val_in_test", "seed", "max_seconds", "sampler", "lr_decay")
+                    "mask_val_in_test", "seed", "max_seconds", "sampler", "lr_decay", "amp")
 #: Model arguments that change memory or speed, not the function computed (equal up to float rounding, as a
 #: change of device is): not part of the run key.
 NON_KEY_MODEL_ARGS = ("contrast_kernel", "contrast_block_size")
 SAMPLERS = ("edges", "users")
+AMP_MODES = ("none", "bf16")
 METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
 
 
@@ -67,6 +68,8 @@ class TrainConfig:
     # and LATTICE code): each batch draws users uniformly, one positive and one negative each.
     sampler: str = "edges"
     lr_decay: float = 1.0  # the learning rate of epoch e is lr * lr_decay ** ((e - 1) / 50); official: 0.96
+    # "bf16": bfloat16 matrix products under torch.autocast (losses accumulated in float32); "none": float32.
+    amp: str = "none"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -81,6 +84,8 @@ class TrainConfig:
         self.mask_val_in_test = _boolean("mask_val_in_test", self.mask_val_in_test, src)
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}", "sampler", src)
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"must be one of {', '.join(AMP_MODES)}, got {self.amp!r}", "amp", src)
         self.lr_decay = _number("lr_decay", self.lr_decay, src, low=0.0, low_open=True, high=1.0)
         if self.max_seconds is not None:
             self.max_seconds = _number("max_seconds", self.max_seconds, src, low=0.0, low_open=True)
@@ -155,6 +160,11 @@ class RunConfig:
                                   f"'random:<dim>[:<std>]' or 'item-text-minilm'), got {spec!r}", "features", src)
         self.model_args = validate_model_args(self.model, self.model_args, src)
         self.train.validate(src)
+        if self.train.amp != "none" and not MODELS[self.model].supports_amp:
+            amp_models = ", ".join(sorted(m for m, cls in MODELS.items() if cls.supports_amp))
+            raise ConfigError(f"amp={self.train.amp} is implemented for {amp_models} only, not {self.model!r} "
+                              f"(its sparse propagation has no bf16 kernel on the CPU; nothing to gain)",
+                              "train.amp", src)
         return self
 
     def key(self, fingerprint: str, feature_sources: Mapping[str, str]) -> str:

@@ -123,7 +123,7 @@ def build_model(cfg: RunConfig, data):
         raise ConfigError(str(e), "model_args", " <- ".join(cfg.sources)) from None
 
 
-def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "cpu", threads: Optional[int] = None,
+def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", threads: Optional[int] = None,
         progress: bool = True, save_topk: bool = False, overwrite: bool = False, resume: bool = True,
         reuse: bool = False, deterministic: bool = False, checkpoint_every: int = 1,
         log: Callable[[str], None] = lambda s: print(s, flush=True)) -> Dict[str, Any]:

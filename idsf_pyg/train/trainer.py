@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any, Callable, Dict, Optional
 
 import torch
+from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
@@ -26,6 +27,12 @@ def set_seed(seed: int) -> torch.Generator:
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def autocast(device: torch.device, amp: str):
+    """``amp="bf16"``: bfloat16 matrix products (linear layers, propagation, the contrastive similarity
+    blocks) under :func:`torch.autocast`; the models accumulate their losses in float32. ``"none"``: off."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
 
 
 def use_deterministic_algorithms(enabled: bool) -> None:
@@ -81,26 +88,29 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
             group["lr"] = config.lr * config.lr_decay ** ((epoch - 1) / 50)
         model.train()
         t0 = time.perf_counter()
-        totals: Dict[str, float] = {}
-        objective = 0.0  # the loss actually minimized (weighted sum), not the sum of the logged parts
+        totals: Dict[str, Tensor] = {}
+        # The loss actually minimized (weighted sum), not the sum of the logged parts. Summed on the device
+        # in float64 and read once per epoch: no host-device synchronization per step.
+        objective = torch.zeros((), dtype=torch.float64, device=device)
         for users, pos, neg in tqdm(sampler, desc=f"epoch {epoch}", leave=False, disable=not progress,
                                     total=len(sampler)):
-            loss, parts = model.loss(users.to(device), pos.to(device), neg.to(device))
+            with autocast(device, config.amp):
+                loss, parts = model.loss(users.to(device), pos.to(device), neg.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             for k, v in parts.items():
-                totals[k] = totals.get(k, 0.0) + v
-            value = float(loss.detach())
-            objective += value
-            if not math.isfinite(value):
-                kept = (f"; the checkpoint of epoch {state.epoch} is kept in {checkpoint.path}"
-                        if checkpoint is not None and checkpoint.exists() else "")
-                raise TrainingError(f"the loss became {value} at epoch {epoch} ({_fmt(parts)}): lower the learning "
-                                    f"rate (now {config.lr:g}) or check the feature scale{kept}")
+                totals[k] = totals.get(k, 0.0) + v.double()
+            objective += loss.detach().double()
+        means = {k: float(v) / len(sampler) for k, v in totals.items()}
+        value = float(objective)
+        if not math.isfinite(value):
+            kept = (f"; the checkpoint of epoch {state.epoch} is kept in {checkpoint.path}"
+                    if checkpoint is not None and checkpoint.exists() else "")
+            raise TrainingError(f"the loss became {value} in epoch {epoch} ({_fmt(means)}): lower the learning "
+                                f"rate (now {config.lr:g}) or check the feature scale{kept}")
         state.epoch = epoch
         state.epoch_times.append(time.perf_counter() - t0)
-        means = {k: v / len(sampler) for k, v in totals.items()}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             t1 = time.perf_counter()
             model.eval()
@@ -109,7 +119,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
                 val = val_eval.evaluate(u, i)
             state.eval_times.append(time.perf_counter() - t1)
             score = float(val[config.select_metric])
-            state.curve.append({"epoch": epoch, "seconds": state.epoch_times[-1], "loss": objective / len(sampler),
+            state.curve.append({"epoch": epoch, "seconds": state.epoch_times[-1], "loss": value / len(sampler),
                                 **{f"loss_{k}": v for k, v in means.items()},
                                 **{f"val_{k}": v for k, v in val.items() if "@" in k}})
             improved = score > state.best_score
@@ -118,7 +128,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
                 best_state = cpu_state(model)
             else:
                 state.since_best += 1
-            log(f"epoch {epoch:4d}  loss {objective / len(sampler):.4f} {_fmt(means)}  "
+            log(f"epoch {epoch:4d}  loss {value / len(sampler):.4f} {_fmt(means)}  "
                 f"val {config.select_metric} {score:.5f}{' *' if improved else ''}  ({state.epoch_times[-1]:.1f}s)")
             bar.set_postfix({config.select_metric: f"{score:.4f}", "best": state.best_epoch})
             if state.since_best >= config.patience:

@@ -291,3 +291,21 @@ def test_blockwise_and_dense_kernels_give_the_same_loss_and_gradients():
         IDSF(6, 5, ei, feats, contrast_kernel="flash")
     with pytest.raises(ValueError, match="contrast_block_size"):
         IDSF(6, 5, ei, feats, contrast_block_size=-1)
+
+@pytest.mark.parametrize("modalities,pairs", [(["text"], "paper"), (["text", "image"], "paper"),
+                                              (["text", "image"], "one_direction")])
+def test_contrast_gemm_flops_counts_what_the_kernel_runs(modalities, pairs):
+    """contrast_gemm_flops' "executed" against PyTorch's FLOP counter over the contrastive loss's forward
+    and backward passes (blocks of 2 rows: the recomputing path), for 1 and 2 modalities."""
+    from torch.utils.flop_counter import FlopCounterMode
+    ei, feats = tiny_graph()
+    model = IDSF(6, 5, ei, {m: feats[m] for m in modalities}, embedding_dim=4, contrast_pairs=pairs,
+                 contrast_block_size=2)
+    out = model.forward()
+    leaf = lambda t: t.detach().requires_grad_()  # noqa: E731 - the backward stops at the loss's inputs
+    parts = {m: tuple(leaf(t) for t in p) for m, p in out["parts"].items()}
+    with FlopCounterMode(display=False) as counter:
+        model.contrastive_loss(leaf(out["content"]), parts).backward()
+    counted = model.contrast_gemm_flops(5)
+    assert counter.get_total_flops() == counted["executed"]
+    assert counted["floor"] < counted["executed"]

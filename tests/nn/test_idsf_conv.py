@@ -226,6 +226,7 @@ def test_torch_compile_equals_eager():
     torch.testing.assert_close(out, eager)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     ei = random_bipartite(30, 20, 100, 8)
