@@ -4,6 +4,12 @@
     python -m experiments.train --config experiments/configs/baby_random.yaml --device cuda --out runs/baby
     python -m experiments.train --config experiments/configs/ml100k.yaml --model bpr --set embedding_dim=64
 
+Several processes (data-parallel, torch.distributed; see idsf_pyg/train/distributed.py):
+
+    torchrun --standalone --nproc_per_node=4 -m experiments.train --config ... --device cuda --out runs/x
+    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=8 \
+        -m experiments.train ...      # the same command on every node, --node_rank 0 and 1
+
 With --out, the run is checkpointed after every epoch; running the same command again after a crash
 continues from the checkpoint (same configuration only) and ends with the numbers an uninterrupted run
 would give. A finished run folder is not overwritten without --overwrite. Errors in the data, the

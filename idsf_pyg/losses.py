@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .similarity_lse import similarity_lse
+from .similarity_lse import MIN_TAU_FIXED_SHIFT, similarity_lse
 
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
@@ -54,14 +54,48 @@ def _dense_similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, sk
     return torch.logsumexp(s, dim=1), (torch.logsumexp(s, dim=0) if columns else None)
 
 
-def _lse_function(dense: bool, block_size: Optional[int]):
-    if dense:
-        return _dense_similarity_lse
-    return lambda x, y, tau, **kw: similarity_lse(x, y, tau, block_size=block_size, **kw)
+class _RowShare:
+    """The rows of the [N, N] similarity matrices this process computes: all of them, or one rank's share
+    in data-parallel training (``shard``, a :class:`~idsf_pyg.train.distributed.Shard`), whose losses
+    add up over the ranks to the one-process loss."""
+
+    def __init__(self, n: int, dense: bool, block_size: Optional[int], shard):
+        if shard is not None and dense:
+            raise ValueError("the dense reference kernel does not split rows across ranks: use the blockwise one")
+        self.n, self.dense, self.block_size, self.shard = n, dense, block_size, shard
+        self.start, self.stop = (0, n) if shard is None else shard.rows(n)
+
+    def own(self, t: Tensor) -> Tensor:
+        return t if self.shard is None else t[self.start:self.stop]
+
+    def _lse(self, x: Tensor, y: Optional[Tensor], tau: float, **kw):
+        if self.dense:
+            return _dense_similarity_lse(x, y, tau, **kw)
+        return similarity_lse(x, y, tau, block_size=self.block_size, **kw)
+
+    def self_rows(self, x_hat: Tensor, tau: float) -> Tensor:
+        r"""Row log-sum-exp of :math:`\hat{X}\hat{X}^\top/\tau`, diagonal left out, for the own rows."""
+        if self.shard is None:
+            return self._lse(x_hat, None, tau, skip_diagonal=True)[0]
+        if tau >= MIN_TAU_FIXED_SHIFT:  # triangular panels dealt to the ranks, row sums all-reduced
+            return self.own(self._lse(x_hat, None, tau, skip_diagonal=True, shard=self.shard)[0])
+        return self._lse(self.own(x_hat), x_hat, tau, skip_diagonal=True, row_offset=self.start)[0]
+
+    def cross(self, x_hat: Tensor, y_hat: Tensor, tau: float, columns: bool = False):
+        r"""Row (own rows) and column (own columns, summed over every rank's rows) log-sum-exp of
+        :math:`\hat{X}\hat{Y}^\top/\tau`."""
+        if self.shard is None:
+            return self._lse(x_hat, y_hat, tau, columns=columns)
+        rows, cols = self._lse(self.own(x_hat), y_hat, tau, columns=columns, shard=self.shard)
+        return rows, (None if cols is None else self.own(cols))
+
+    def mean(self, v: Tensor) -> Tensor:
+        """The mean over all N items of a per-item term of which this process holds its own rows."""
+        return v.mean() if self.shard is None else v.sum() / self.n
 
 
 def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float, *,
-                            block_size: Optional[int] = None, dense: bool = False) -> Tensor:
+                            block_size: Optional[int] = None, dense: bool = False, shard=None) -> Tensor:
     r""":math:`\tilde{\mathcal{L}}_C` of eq. (3) for representations ``parts``
     (e.g. :math:`\mathbf{e}^t, \mathbf{e}^{tid}`) and their fusion
     (:math:`\mathbf{e}^{t'}`), both directions:
@@ -79,40 +113,43 @@ def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float, 
     The all-item sums are exact and computed block by block (:func:`~idsf_pyg.similarity_lse.similarity_lse`):
     memory :math:`O(N \cdot \text{block})`, no :math:`[N, N]` matrix kept for the backward pass.
     ``block_size`` overrides the automatic rows per block; ``dense=True`` takes the reference path that
-    materializes every matrix (same value and gradients, :math:`O(N^2)` memory).
+    materializes every matrix (same value and gradients, :math:`O(N^2)` memory). With ``shard`` (a
+    :class:`~idsf_pyg.train.distributed.Shard`), this process computes its rank's rows of every matrix and
+    returns its part of the loss: the parts of all ranks add up to the loss, and their gradients to its
+    gradient.
     """
-    lse = _lse_function(dense, block_size)
+    rows = _RowShare(fused.size(0), dense, block_size, shard)
     f_hat = F.normalize(fused, dim=-1)
-    lse_ff, _ = lse(f_hat, None, tau, skip_diagonal=True)
+    lse_ff = rows.self_rows(f_hat, tau)
     total = fused.new_zeros(())
     for p in parts:
         p_hat = F.normalize(p, dim=-1)
-        pos = (p_hat * f_hat).sum(-1) / tau  # f(e^m_i, e'_i)/τ without touching an [N, N] diagonal
-        lse_pf_rows, lse_pf_cols = lse(p_hat, f_hat, tau, columns=True)
-        lse_pp, _ = lse(p_hat, None, tau, skip_diagonal=True)
+        pos = (rows.own(p_hat) * rows.own(f_hat)).sum(-1) / tau  # f(e^m_i, e'_i)/τ, no [N, N] diagonal
+        lse_pf_rows, lse_pf_cols = rows.cross(p_hat, f_hat, tau, columns=True)
+        lse_pp = rows.self_rows(p_hat, tau)
         mi_pf = pos - torch.logaddexp(lse_pf_rows, lse_pp)   # I(e^m, e')
         mi_fp = pos - torch.logaddexp(lse_pf_cols, lse_ff)   # I(e', e^m)
-        total = total + (mi_pf + mi_fp).mean()
+        total = total + rows.mean(mi_pf + mi_fp)
     return -total / (2 * len(parts))
 
 
 def one_direction_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float, *,
-                                   block_size: Optional[int] = None, dense: bool = False) -> Tensor:
+                                   block_size: Optional[int] = None, dense: bool = False, shard=None) -> Tensor:
     r"""The official code's variant (``batched_contrastive_loss`` of its ``models.py``):
     :math:`-\sum_{m \in P} \frac{1}{|I|}\sum_i I(\mathbf{e}_i^m, \mathbf{e}_i')`, one direction per
     pair, the pairs' terms **summed** as the official code sums its six terms (two modalities: text,
     text ID, image, image ID against their enhanced forms, both enhanced forms against the fusion).
     Same value as :func:`mutual_information` per pair, through the blockwise log-sum-exp of
-    :func:`fusion_contrastive_loss` (same ``block_size`` and ``dense`` arguments)."""
-    lse = _lse_function(dense, block_size)
+    :func:`fusion_contrastive_loss` (same ``block_size``, ``dense`` and ``shard`` arguments)."""
+    rows = _RowShare(fused.size(0), dense, block_size, shard)
     f_hat = F.normalize(fused, dim=-1)
     total = fused.new_zeros(())
     for p in parts:
         p_hat = F.normalize(p, dim=-1)
-        pos = (p_hat * f_hat).sum(-1) / tau
-        lse_pf, _ = lse(p_hat, f_hat, tau)
-        lse_pp, _ = lse(p_hat, None, tau, skip_diagonal=True)
-        total = total + (pos - torch.logaddexp(lse_pf, lse_pp)).mean()
+        pos = (rows.own(p_hat) * rows.own(f_hat)).sum(-1) / tau
+        lse_pf, _ = rows.cross(p_hat, f_hat, tau)
+        lse_pp = rows.self_rows(p_hat, tau)
+        total = total + rows.mean(pos - torch.logaddexp(lse_pf, lse_pp))
     return -total
 
 

@@ -106,6 +106,15 @@ class _ScoreBlocks:
         return torch.mm(self.xs[r0:r1], yt, out=out)
 
 
+def _own_panel(k: int, shard) -> bool:
+    """Whether triangular panel ``k`` is this rank's: dealt in snake order (0, 1, .., W-1, W-1, .., 0, ..),
+    since the panels narrow from the first to the last, so that the ranks get about equal areas."""
+    if shard is None:
+        return True
+    turn = k % (2 * shard.world)
+    return (turn if turn < shard.world else 2 * shard.world - 1 - turn) == shard.rank
+
+
 def _finite_or_zero(t: Tensor) -> Tensor:
     return torch.where(torch.isfinite(t), t, torch.zeros_like(t))
 
@@ -119,7 +128,7 @@ def _zero_diagonal(block: Tensor, r0: int, value: float) -> None:
 class _BlockwiseSimilarityLSE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, y: Optional[Tensor], scale: float, skip_diagonal: bool, columns: bool,
-                block: int, gemm_dtype: Optional[torch.dtype]):
+                block: int, gemm_dtype: Optional[torch.dtype], offset: int, reduce):
         symmetric = y is None
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             xs = x * scale                   # 1/τ applied to [N, d], not to the [N, M] scores
@@ -127,7 +136,7 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
             n, m = x.size(0), yy.size(0)
             fixed = scale <= 1.0 / MIN_TAU_FIXED_SHIFT
             block = max(1, min(block, n))
-            save = fixed and block == n and n * m * x.element_size() <= SAVE_BELOW_BYTES
+            save = fixed and block == n and n * m * x.element_size() <= SAVE_BELOW_BYTES and reduce is None
             scores = _ScoreBlocks(xs, yy, block, gemm_dtype, scale if fixed else 0.0)
             row_lse = x.new_empty(n)
             col_acc = x.new_zeros(m) if columns else None
@@ -138,7 +147,9 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                 # exponentials); the part right of the diagonal block also gives, transposed, the sums of
                 # rows r1: over columns r0:r1.
                 row_acc = x.new_zeros(n)
-                for r0 in range(0, n, block):
+                for k, r0 in enumerate(range(0, n, block)):
+                    if not _own_panel(k, reduce):
+                        continue
                     r1 = min(n, r0 + block)
                     e = scores(r0, r1, r0).exp_()
                     if skip_diagonal:
@@ -146,6 +157,8 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                     row_acc[r0:r1] += e.sum(1)
                     if r1 < n:
                         row_acc[r1:] += e[:, r1 - r0:].sum(0)
+                if reduce is not None:  # this rank's panels only: add the other ranks' row sums
+                    reduce.all_reduce(row_acc)
                 row_lse.copy_(row_acc.log_().add_(scale))
             for r0 in range(0, 0 if triangular else n, block):
                 r1 = min(n, r0 + block)
@@ -153,32 +166,38 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                 if fixed:
                     e = s.exp_()             # exp(S - 1/τ)
                     if skip_diagonal:
-                        _zero_diagonal(e, r0, 0.0)
+                        _zero_diagonal(e, offset + r0, 0.0)
                     row_lse[r0:r1] = e.sum(1).log_().add_(scale)
                     if columns:
                         col_acc += e.sum(0)
                 else:
                     if skip_diagonal:
-                        _zero_diagonal(s, r0, float("-inf"))
+                        _zero_diagonal(s, offset + r0, float("-inf"))
                     row_lse[r0:r1] = torch.logsumexp(s, dim=1)
                     if columns:  # online log-sum-exp over the row blocks
                         new_max = torch.maximum(col_max, s.max(0).values)
                         safe = _finite_or_zero(new_max)
                         col_acc.mul_((col_max - safe).exp_()).add_((s - safe).exp_().sum(0))
                         col_max = new_max
+            if columns and reduce is not None:  # this rank's rows only: add the other ranks' column sums
+                if not fixed:
+                    local_max = col_max.clone()
+                    reduce.all_reduce(col_max, "max")
+                    col_acc.mul_((local_max - _finite_or_zero(col_max)).exp_())
+                reduce.all_reduce(col_acc)
             if columns:
                 col_lse = col_acc.log_().add_(scale if fixed else _finite_or_zero(col_max))
             else:
                 col_lse = x.new_empty(0)
             kept = scores.buf if save else x.new_empty(0)   # one block: its exponentials serve the backward
         ctx.save_for_backward(x, y if not symmetric else None, row_lse, col_lse, kept)
-        ctx.args = (symmetric, scale, skip_diagonal, columns, block, gemm_dtype, fixed, save)
+        ctx.args = (symmetric, scale, skip_diagonal, columns, block, gemm_dtype, fixed, save, offset, reduce)
         return row_lse, col_lse
 
     @staticmethod
     def backward(ctx, g_rows: Optional[Tensor], g_cols: Optional[Tensor]):
         x, y, row_lse, col_lse, kept = ctx.saved_tensors
-        symmetric, scale, skip_diagonal, columns, block, gemm_dtype, fixed, has_kept = ctx.args
+        symmetric, scale, skip_diagonal, columns, block, gemm_dtype, fixed, has_kept, offset, reduce = ctx.args
         n = x.size(0)
         yy = x if symmetric else y
         if g_rows is None:
@@ -191,7 +210,13 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
             w = g * (scale - lse).exp() if fixed else g
             return torch.where(torch.isfinite(lse), w, torch.zeros_like(w))
         a = weights(g_rows, row_lse)
+        if symmetric and reduce is not None:  # every rank's panels reach every row: all ranks' row weights
+            a = reduce.all_reduce(a.contiguous())
         b = weights(g_cols, col_lse) if use_cols else (a if symmetric else None)
+        if columns and reduce is not None:
+            # every rank's rows reach every column: the column weights of all ranks' losses, summed
+            b = reduce.all_reduce(b if b is not None else torch.zeros_like(col_lse))
+            use_cols = True
         safe_rows = _finite_or_zero(row_lse)
         safe_cols = safe_rows if symmetric else (_finite_or_zero(col_lse) if use_cols else None)
         want_y = not symmetric and ctx.needs_input_grad[1]
@@ -209,7 +234,9 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                 # Triangular panels as in the forward pass: W = e (a_i + a_j) is symmetric, so panel r's
                 # W[r0:r1, r0:] serves the rows r0:r1 and, transposed, the rows r1: (columns r0:r1).
                 grad_x.zero_()
-                for r0 in range(0, n, block):
+                for k, r0 in enumerate(range(0, n, block)):
+                    if not _own_panel(k, reduce):
+                        continue
                     r1 = min(n, r0 + block)
                     e = scores(r0, r1, r0).exp_()
                     if skip_diagonal:
@@ -227,7 +254,7 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                         if r1 < n:
                             torch.addmm(rest, e[:, r1 - r0:].t(), x[r0:r1], out=rest)
                 grad_x.mul_(scale)
-                return grad_x, None, None, None, None, None, None
+                return grad_x, None, None, None, None, None, None, None, None
             for r0 in range(0, n, block):
                 r1 = min(n, r0 + block)
                 if fixed:
@@ -236,7 +263,7 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                     else:
                         e = scores(r0, r1).exp_()
                         if skip_diagonal:
-                            _zero_diagonal(e, r0, 0.0)
+                            _zero_diagonal(e, offset + r0, 0.0)
                     if b is None:
                         grad_s = e.mul_(a[r0:r1].unsqueeze(1))
                     else:            # e_ij (a_i + b_j), in place through one reused buffer
@@ -245,7 +272,7 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                 else:
                     s = scores(r0, r1)
                     if skip_diagonal:
-                        _zero_diagonal(s, r0, float("-inf"))
+                        _zero_diagonal(s, offset + r0, float("-inf"))
                     grad_s = (s - safe_rows[r0:r1].unsqueeze(1)).exp_().mul_(a[r0:r1].unsqueeze(1))
                     if b is not None:
                         grad_s.add_((s - safe_cols.unsqueeze(0)).exp_().mul_(b.unsqueeze(0)))
@@ -259,7 +286,7 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                     if want_y:
                         torch.addmm(grad_y, grad_s.t(), xs[r0:r1], out=grad_y)  # counted by FlopCounterMode
             grad_x.mul_(scale)
-        return grad_x, grad_y, None, None, None, None, None
+        return grad_x, grad_y, None, None, None, None, None, None, None
 
 
 def similarity_gemm_flops(n: int, m: int, d: int, block: int, symmetric: bool, fixed: bool = True,
@@ -282,7 +309,8 @@ def similarity_gemm_flops(n: int, m: int, d: int, block: int, symmetric: bool, f
 
 def similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, *, skip_diagonal: bool = False,
                    columns: bool = False, block_size: Optional[int] = None,
-                   gemm_dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, Optional[Tensor]]:
+                   gemm_dtype: Optional[torch.dtype] = None, row_offset: int = 0,
+                   shard=None) -> Tuple[Tensor, Optional[Tensor]]:
     r"""Row (and with ``columns``, column) log-sum-exp of :math:`\hat{X}\hat{Y}^\top/\tau`, exactly, in
     :math:`O((N + M)\,d + \text{block}\cdot M)` memory.
 
@@ -291,18 +319,33 @@ def similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, *, skip_d
         y_hat: Unit rows :math:`\hat{Y}`, ``[M, d]``; ``None`` for the self-similarity
             :math:`\hat{X}\hat{X}^\top` (one matrix product per block and pass instead of two).
         tau: Temperature :math:`\tau`.
-        skip_diagonal: Leave out the :math:`j = i` terms.
+        skip_diagonal: Leave out the :math:`j = i` terms (:math:`j = \text{row\_offset} + i`).
         columns: Also return the column sums :math:`c_j` (cross-similarity only).
         block_size: Rows per block; ``None`` chooses from the device's memory (:func:`auto_block_size`).
         gemm_dtype: Dtype of the matrix products (e.g. ``torch.bfloat16``); exponentials and sums stay in
             the inputs' dtype. ``None``: the inputs' dtype; under :func:`torch.autocast`, its dtype.
+        row_offset: ``x_hat`` holds rows ``row_offset:row_offset + N`` of a square matrix (one rank's share
+            in data-parallel training): the skipped diagonal is :math:`j = \text{row\_offset} + i`.
+        shard: A :class:`~idsf_pyg.train.distributed.Shard`: the work is split with the other ranks. For a
+            cross-similarity, ``x_hat`` holds this rank's rows (at ``row_offset``) and the column sums are
+            all-reduced (forward), and so are their gradient weights (backward). For a self-similarity
+            (``y_hat=None``, τ >= :data:`MIN_TAU_FIXED_SHIFT`), ``x_hat`` holds all rows, the triangular
+            panels are dealt to the ranks and the row sums all-reduced. Either way every rank gets the exact
+            all-row sums, and the ranks' gradients add up to the one-process gradient.
 
     Shapes: ``[N]`` and ``[M]`` (``None`` without ``columns``).
     """
     if y_hat is None and columns:
         raise ValueError("columns of a self-similarity equal its rows: pass columns=False")
-    if skip_diagonal and y_hat is not None and y_hat.size(0) != x_hat.size(0):
-        raise ValueError(f"skip_diagonal needs a square matrix, got {x_hat.size(0)} x {y_hat.size(0)}")
+    if skip_diagonal and y_hat is not None and row_offset + x_hat.size(0) > y_hat.size(0):
+        raise ValueError(f"skip_diagonal needs rows of a square matrix: {x_hat.size(0)} rows at offset {row_offset} "
+                         f"of a matrix with {y_hat.size(0)} columns")
+    if row_offset and y_hat is None:
+        raise ValueError("row_offset needs y_hat (a share of rows of a self-similarity: pass the whole "
+                         "matrix's rows as y_hat)")
+    if shard is not None and y_hat is None and tau < MIN_TAU_FIXED_SHIFT:
+        raise ValueError(f"a self-similarity split over ranks needs tau >= {MIN_TAU_FIXED_SHIFT} (fixed shift): "
+                         "below, pass this rank's rows with y_hat and row_offset")
     if gemm_dtype is None and torch.is_autocast_enabled(x_hat.device.type):
         gemm_dtype = torch.get_autocast_dtype(x_hat.device.type)
     # Exponentials and sums in float32 at least, whatever autocast handed over.
@@ -317,6 +360,10 @@ def similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, *, skip_d
         block_size = x_hat.size(0) if small else auto_block_size(m, x_hat.element_size(), x_hat.device)
     elif block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if shard is not None and y_hat is None:  # the ranks deal panels: they must cut the same ones
+        agreed = torch.tensor([float(block_size)], device=x_hat.device)
+        shard.all_reduce(agreed, "min")
+        block_size = int(agreed.item())
     rows, cols = _BlockwiseSimilarityLSE.apply(x_hat, y_hat, 1.0 / tau, skip_diagonal, columns, block_size,
-                                               gemm_dtype)
+                                               gemm_dtype, row_offset, shard)
     return rows, (cols if columns else None)

@@ -171,7 +171,20 @@ def test_auto_block_size_is_bounded_and_a_multiple_of_64():
     with pytest.raises(ValueError, match="block_size"):
         similarity_lse(unit(3, 2, seed=0), None, 0.5, block_size=0)
     with pytest.raises(ValueError, match="square"):
-        similarity_lse(unit(3, 2, seed=0), unit(4, 2, seed=1), 0.5, skip_diagonal=True)
+        similarity_lse(unit(4, 2, seed=0), unit(3, 2, seed=1), 0.5, skip_diagonal=True)
+    with pytest.raises(ValueError, match="square"):
+        similarity_lse(unit(3, 2, seed=0), unit(4, 2, seed=1), 0.5, skip_diagonal=True, row_offset=2)
+
+
+@pytest.mark.parametrize("tau", [0.01, 0.5])
+def test_row_shares_add_up_to_the_whole_matrix(tau):
+    """Rows r0:r1 at row_offset r0 (one rank's share, without the column all-reduce): the row sums equal
+    the whole matrix's rows, the diagonal left out at the right place."""
+    x = unit(11, 3, seed=20)
+    whole, _ = dense_lse(x, x, tau, True)
+    for r0, r1 in ((0, 4), (4, 8), (8, 11)):
+        rows, _ = similarity_lse(x[r0:r1], x, tau, skip_diagonal=True, row_offset=r0, block_size=2)
+        torch.testing.assert_close(rows, whole[r0:r1])
 
 
 def test_nothing_quadratic_is_kept_for_the_backward_pass():

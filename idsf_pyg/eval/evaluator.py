@@ -1,7 +1,7 @@
 """Full-ranking evaluation over all items, batched over users on the model's device."""
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -91,46 +91,67 @@ class FullRankingEvaluator:
         self.users = torch.nonzero(counts > 0).view(-1)
 
     @torch.no_grad()
-    def evaluate(self, user_emb: Tensor, item_emb: Tensor, return_topk: bool = False) -> Dict[str, object]:
+    def evaluate(self, user_emb: Tensor, item_emb: Tensor, return_topk: bool = False,
+                 shard=None) -> Dict[str, object]:
         """Metrics ``{"recall@20": ..., ...}`` (and ``topk`` ``[n_users, K_max]`` on request).
 
         Masked items are never ranked: when a user has fewer than ``K`` unmasked items, the missing
-        ranks are misses and ``topk`` holds ``-1`` there.
+        ranks are misses and ``topk`` holds ``-1`` there. Scores, top-k and metric sums stay on the
+        embeddings' device, chunk by chunk, and are read once at the end. With ``shard`` (a
+        :class:`~idsf_pyg.train.distributed.Shard`), the user chunks are dealt round-robin to the ranks and
+        their sums all-reduced; every rank returns the metrics of all users, added in chunk order as one
+        process adds them.
         """
         device = item_emb.device
         kmax = max(self.ks)
-        sums = {f"{m}@{k}": 0.0 for m in self.metrics for k in self.ks}
-        topk_all: List[Tensor] = []
-        for start in range(0, self.users.numel(), self.batch_size):
+        keys = [f"{m}@{k}" for m in self.metrics for k in self.ks]
+        starts = list(range(0, self.users.numel(), self.batch_size))
+        # one row per chunk: the metric sums and a NaN flag; rows of other ranks' chunks stay zero
+        sums = torch.zeros(len(starts), len(keys) + 1, dtype=torch.float64, device=device)
+        topk_all: List[Tuple[int, Tensor]] = []
+        for c, start in enumerate(starts):
+            if shard is not None and c % shard.world != shard.rank:
+                continue
             users = self.users[start:start + self.batch_size]
             scores = user_emb[users.to(device)] @ item_emb.t()
-            if torch.isnan(scores).any():
-                raise TrainingError("the model's scores contain NaN (its embeddings are not finite): "
-                                    "lower the learning rate or check the features")
-            r, c = batch_rows(self.ex_ptr, self.ex_items, users)
-            scores[r.to(device), c.to(device)] = float("-inf")
-            vals, top = deterministic_topk(scores, min(kmax, self.num_items))
+            sums[c, -1] = torch.isnan(scores).any()
+            r, col = batch_rows(self.ex_ptr, self.ex_items, users)
+            scores[r.to(device), col.to(device)] = float("-inf")
+            vals, top = deterministic_topk(scores, min(kmax, self.num_items))  # NaN: an error below
             # With fewer than K unmasked items, topk fills up with masked (-inf) ones: those are never
             # recommended, so they count as misses and leave the list as -1 (as Recommender.recommend).
             ranked = ~torch.isneginf(vals)
             gt = torch.zeros(users.numel(), self.num_items, dtype=torch.bool, device=device)
-            r, c = batch_rows(self.gt_ptr, self.gt_items, users)
-            gt[r.to(device), c.to(device)] = True
+            r, col = batch_rows(self.gt_ptr, self.gt_items, users)
+            gt[r.to(device), col.to(device)] = True
             hits = gt.gather(1, top) & ranked
             top = top.masked_fill(~ranked, -1)
             if hits.size(1) < kmax:  # fewer items than the cut-off: the missing ranks are misses
                 hits = torch.cat([hits, hits.new_zeros(hits.size(0), kmax - hits.size(1))], dim=1)
             num_gt = (self.gt_ptr[users + 1] - self.gt_ptr[users]).to(device)
-            for m in self.metrics:
-                for k in self.ks:
-                    sums[f"{m}@{k}"] += float(METRICS[m](hits, num_gt, k).sum())
+            sums[c, :-1] = torch.stack([METRICS[m](hits, num_gt, k).sum() for m in self.metrics for k in self.ks])
             if return_topk:
-                topk_all.append(top.cpu())
+                topk_all.append((c, top.cpu()))
+        if shard is not None:
+            shard.all_reduce(sums)
+        sums = sums.cpu()
+        if sums[:, -1].any():
+            raise TrainingError("the model's scores contain NaN (its embeddings are not finite): "
+                                "lower the learning rate or check the features")
+        totals = {key: 0.0 for key in keys}
+        for row in sums.tolist():  # in chunk order, as float64 (whatever the world size)
+            for key, value in zip(keys, row):
+                totals[key] += value
         n = self.users.numel()
-        out: Dict[str, object] = {key: val / n for key, val in sums.items()}
+        out: Dict[str, object] = {key: val / n for key, val in totals.items()}
         out["num_users"] = n
         if return_topk:
-            out["topk"] = torch.cat(topk_all)
+            if shard is not None:
+                import torch.distributed as dist
+                gathered: List[Optional[List[Tuple[int, Tensor]]]] = [None] * shard.world
+                dist.all_gather_object(gathered, topk_all)
+                topk_all = sorted((item for part in gathered for item in part), key=lambda t: t[0])
+            out["topk"] = torch.cat([t for _, t in topk_all])
             out["topk_users"] = self.users.clone()
         return out
 

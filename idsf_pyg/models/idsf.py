@@ -276,8 +276,9 @@ class IDSF(Recommender):
 
     # -------------------------------------------------------------------- losses
     def contrastive_loss(self, e_c: Tensor, parts: Dict[str, Tuple[Tensor, Tensor, Tensor]],
-                         rows: Optional[Tensor] = None) -> Tensor:
-        """:math:`\\mathcal{L}_C` of eq. (6), over the items ``rows`` (all if ``None``)."""
+                         rows: Optional[Tensor] = None, shard=None) -> Tensor:
+        """:math:`\\mathcal{L}_C` of eq. (6), over the items ``rows`` (all if ``None``); with ``shard``, this
+        rank's part of the all-item loss (see :func:`~idsf_pyg.losses.fusion_contrastive_loss`)."""
         # float32 inputs even under autocast: normalization and sums at full precision; the similarity
         # products follow autocast's dtype inside the kernel.
         def take(t: Tensor) -> Tensor:
@@ -285,7 +286,8 @@ class IDSF(Recommender):
             return t.to(torch.promote_types(t.dtype, torch.float32))
 
         loss_fn = fusion_contrastive_loss if self.contrast_pairs == "paper" else one_direction_contrastive_loss
-        options = {"dense": self.contrast_kernel == "dense", "block_size": self.contrast_block_size or None}
+        options = {"dense": self.contrast_kernel == "dense", "block_size": self.contrast_block_size or None,
+                   "shard": shard}
         total = e_c.new_zeros(())
         if not self.content_no_id:
             for m in self.modalities:
@@ -296,7 +298,7 @@ class IDSF(Recommender):
         return total
 
     def contrast_gemm_flops(self, n: int, device: torch.device | str = "cpu") -> Dict[str, float]:
-        """Floating-point work of the similarity products of eq. (3)–(5) in one step over ``n`` items.
+        r"""Floating-point work of the similarity products of eq. (3)–(5) in one step over ``n`` items.
 
         ``"floor"``: the products no implementation avoids: per cross-similarity
         :math:`\hat{X}\hat{Y}^\top`, one forward and two backward (:math:`G\hat{Y}`,
@@ -333,19 +335,35 @@ class IDSF(Recommender):
         n = min(self.contrast_sample_size, self.num_items)
         return torch.randperm(self.num_items, device=pos.device)[:n]
 
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """Eq. (13): BPR + β·L_C + λ‖Θ‖²."""
+    #: In data-parallel training the trainer hands :meth:`loss` the whole global batch and the rank's
+    #: :class:`~idsf_pyg.train.distributed.Shard`: the all-item contrastive loss is split by rows.
+    supports_shard = True
+
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor, shard=None) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Eq. (13): BPR + β·L_C + λ‖Θ‖².
+
+        With ``shard`` (data-parallel training: ``users, pos, neg`` are the whole global batch), this rank's
+        part: BPR over its slice of the batch and every term it computes whole (L2, the batch or sample
+        contrastive scopes) weighted by slice / batch size, and its rows of the all-item contrastive loss;
+        the parts of all ranks add up to the one-process loss."""
+        from ..train.distributed import batch_share
+        batch, weight = batch_share(users.numel(), shard)
+        contrast_rows = self._contrast_rows(pos, neg)   # from the global batch: the same on every rank
+        users, pos, neg = users[batch], pos[batch], neg[batch]
         out = self.forward()
         # index_select, not out[...][idx]: the backward of advanced indexing (index_put_ with accumulate) is
         # not bit-reproducible on the CPU with more than one thread.
         u = out["user"].index_select(0, users)
         i, j = out["item"].index_select(0, pos), out["item"].index_select(0, neg)
-        bpr = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
-        total = bpr
-        logs = {"bpr": bpr.detach()}
+        bpr = bpr_loss((u * i).sum(-1), (u * j).sum(-1)) if users.numel() else u.new_zeros(())
+        total = weight * bpr if shard is not None else bpr
+        logs = {"bpr": total.detach()}
         beta = 0.0 if self.no_contrast or self.no_content else self.beta
         if beta > 0:
-            cl = self.contrastive_loss(out["content"], out["parts"], self._contrast_rows(pos, neg))
+            split = shard is not None and contrast_rows is None
+            cl = self.contrastive_loss(out["content"], out["parts"], contrast_rows, shard if split else None)
+            if shard is not None and not split:
+                cl = weight * cl
             total = total + beta * cl
             logs["contrast"] = cl.detach()
         if self.reg_weight > 0:
@@ -356,7 +374,9 @@ class IDSF(Recommender):
                 reg = self.reg_weight * l2_penalty(p for p in self.parameters() if p.requires_grad)
                 reg = reg / self.train_edge_index.size(1)
             else:
-                reg = self.reg_weight * l2_penalty([u, i, j]) / (2 * users.numel())
+                reg = self.reg_weight * l2_penalty([u, i, j]) / (2 * max(users.numel(), 1))
+            if shard is not None:
+                reg = weight * reg
             total = total + reg
             logs["reg"] = reg.detach()
         return total, logs

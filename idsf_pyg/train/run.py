@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 import yaml
 
 from ..data import default_data_root, describe, load_dataset
-from ..errors import ConfigError, RunFolderError
+from ..errors import ConfigError, IDSFError, RunFolderError
 from ..io import atomic_open, write_json, write_text, write_with
 from .checkpoint import Checkpointer, cpu_state
 from .config import RunConfig, key_differences, key_material, run_key
+from .distributed import broadcast_error, from_environment, local_device
 from .trainer import set_seed, train, use_deterministic_algorithms
 
 RESULTS, CHECKPOINT, BEST, CONFIG, TOPK = "results.json", "checkpoint.pt", "best.pt", "config.yaml", "topk.csv"
@@ -149,9 +151,19 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ConfigError(f"must be >= 1, got {checkpoint_every}", "--checkpoint-every")
     dev = resolve_device(device)
+    shard = from_environment(dev)          # under torchrun: this process's rank (None otherwise)
+    dev = local_device(dev, shard)
+    lead = shard is None or shard.rank == 0
+    if not lead:                           # one log, one set of files: rank 0's
+        log, progress = (lambda s: None), False
     folder = RunFolder(out) if out is not None else None
-    if folder is not None:
-        folder.check_writable()
+    error: Optional[BaseException] = None
+    if folder is not None and lead:
+        try:
+            folder.check_writable()
+        except IDSFError as e:
+            error = e
+    broadcast_error(shard, error)
     use_deterministic_algorithms(deterministic)
 
     t0 = time.perf_counter()
@@ -166,60 +178,89 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
     key = run_key(cfg, info["fingerprint"], data.feature_sources)
     material = key_material(cfg, info["fingerprint"], data.feature_sources)
 
-    checkpointer = None
-    if folder is not None:
-        done = folder.finished()
-        if done is not None and reuse and done.get("run_key") == key:
-            log(f"finished earlier with the same configuration: reading {folder.file(RESULTS)}")
-            return done
-        if done is not None and not overwrite:
-            if done.get("run_key") == key:
-                raise RunFolderError(f"{folder.file(RESULTS)}: this run has finished already (same configuration); "
-                                     "pass --overwrite to train it again, or choose another --out")
-            raise RunFolderError(f"{folder.file(RESULTS)} holds a run of another configuration: "
-                                 f"{_describe_diff(done.get('key_material'), material)}; pass --overwrite to "
-                                 "replace it, or choose another --out")
-        if overwrite:
-            folder.clear()
-        checkpointer = Checkpointer(folder.file(CHECKPOINT), key, checkpoint_every)
-        if checkpointer.exists():
-            previous = _read_yaml(folder.file(CONFIG))
-            if previous.get("run_key") != key:
-                raise RunFolderError(f"{folder.file(CHECKPOINT)} is a checkpoint of another configuration: "
-                                     f"{_describe_diff(previous.get('key_material'), material)}; pass --overwrite "
-                                     "to start this one there, or choose another --out")
-            if not resume:
-                raise RunFolderError(f"{folder.file(CHECKPOINT)} exists: rerun without --no-resume to continue it, "
-                                     "or pass --overwrite to start again")
-        write_text(folder.file(CONFIG), yaml.safe_dump({"run_key": key, "config": cfg.to_dict(),
-                                                        "key_material": material}, sort_keys=False))
+    checkpointer, done, error = None, None, None
+    try:
+        if folder is not None and lead:
+            done, checkpointer = _prepare_folder(folder, cfg, key, material, reuse, overwrite, resume,
+                                                 checkpoint_every, log)
+    except IDSFError as e:
+        error = e
+    broadcast_error(shard, error)
+    if shard is not None:  # every rank resumes from rank 0's checkpoint (a shared file system), or none
+        box = [None if checkpointer is None else str(checkpointer.path), done is not None]
+        dist.broadcast_object_list(box, src=0)
+        if not lead and box[0] is not None:
+            checkpointer = Checkpointer(Path(box[0]), key, checkpoint_every)
+        if box[1]:
+            return done if lead else {}
+    elif done is not None:
+        return done
 
     set_seed(cfg.train.seed)  # before the model is built: its initialization is part of the run
     model = build_model(cfg, data)
-    log(f"model: {cfg.model} {cfg.model_args}\ntrain: {cfg.train}  device {dev}")
+    log(f"model: {cfg.model} {cfg.model_args}\ntrain: {cfg.train}  device {dev}"
+        + (f"  ranks {shard.world} ({shard.backend})" if shard is not None else ""))
     result = train(model, data, cfg.train, device=dev, log=log, save_topk=save_topk, progress=progress,
-                   checkpoint=checkpointer, data_info=info)
+                   checkpoint=checkpointer, data_info=info, shard=shard)
     topk = result.pop("_topk")
     result = {"model": cfg.model, "config": cfg.to_dict(), "config_sources": cfg.sources, "run_key": key,
               "key_material": material, "seed": cfg.train.seed, "feature_sources": dict(data.feature_sources),
-              "software": software_versions(), "hardware": hardware(dev), "deterministic": deterministic, **result}
-    if folder is not None:
-        if topk is not None:
-            top, users = topk
-            with atomic_open(folder.file(TOPK), "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["user_id", "item_ids"])
-                for u, row in zip(users.tolist(), top.tolist()):
-                    w.writerow([u, " ".join(str(i) for i in row if i >= 0)])
-        from .. import __version__
-        best = {"format": BEST_FORMAT, "idsf_pyg": __version__, "model": cfg.model, "run_key": key,
-                "state_dict": cpu_state(model)}
-        write_with(folder.file(BEST), lambda f: torch.save(best, f))
-        write_json(folder.file(RESULTS), result)
-        folder.file(CHECKPOINT).unlink(missing_ok=True)  # finished: results.json is the record now
+              "software": software_versions(), "hardware": hardware(dev), "deterministic": deterministic,
+              "world_size": 1 if shard is None else shard.world,
+              "backend": None if shard is None else shard.backend, **result}
+    if folder is not None and lead:
+        _write_results(folder, cfg, key, model, result, topk)
     if topk is not None:
         result["_topk"] = topk
     return result
+
+
+def _prepare_folder(folder: RunFolder, cfg: RunConfig, key: str, material: Dict[str, Any], reuse: bool,
+                    overwrite: bool, resume: bool, checkpoint_every: int, log: Callable[[str], None]):
+    """Checks ``folder`` against this run (finished results, a checkpoint of another configuration) and
+    writes its ``config.yaml``; returns ``(finished results to reuse or None, checkpointer)``."""
+    done = folder.finished()
+    if done is not None and reuse and done.get("run_key") == key:
+        log(f"finished earlier with the same configuration: reading {folder.file(RESULTS)}")
+        return done, None
+    if done is not None and not overwrite:
+        if done.get("run_key") == key:
+            raise RunFolderError(f"{folder.file(RESULTS)}: this run has finished already (same configuration); "
+                                 "pass --overwrite to train it again, or choose another --out")
+        raise RunFolderError(f"{folder.file(RESULTS)} holds a run of another configuration: "
+                             f"{_describe_diff(done.get('key_material'), material)}; pass --overwrite to "
+                             "replace it, or choose another --out")
+    if overwrite:
+        folder.clear()
+    checkpointer = Checkpointer(folder.file(CHECKPOINT), key, checkpoint_every)
+    if checkpointer.exists():
+        previous = _read_yaml(folder.file(CONFIG))
+        if previous.get("run_key") != key:
+            raise RunFolderError(f"{folder.file(CHECKPOINT)} is a checkpoint of another configuration: "
+                                 f"{_describe_diff(previous.get('key_material'), material)}; pass --overwrite "
+                                 "to start this one there, or choose another --out")
+        if not resume:
+            raise RunFolderError(f"{folder.file(CHECKPOINT)} exists: rerun without --no-resume to continue it, "
+                                 "or pass --overwrite to start again")
+    write_text(folder.file(CONFIG), yaml.safe_dump({"run_key": key, "config": cfg.to_dict(),
+                                                    "key_material": material}, sort_keys=False))
+    return None, checkpointer
+
+
+def _write_results(folder: RunFolder, cfg: RunConfig, key: str, model, result: Dict[str, Any], topk) -> None:
+    if topk is not None:
+        top, users = topk
+        with atomic_open(folder.file(TOPK), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["user_id", "item_ids"])
+            for u, row in zip(users.tolist(), top.tolist()):
+                w.writerow([u, " ".join(str(i) for i in row if i >= 0)])
+    from .. import __version__
+    best = {"format": BEST_FORMAT, "idsf_pyg": __version__, "model": cfg.model, "run_key": key,
+            "state_dict": cpu_state(model)}
+    write_with(folder.file(BEST), lambda f: torch.save(best, f))
+    write_json(folder.file(RESULTS), result)
+    folder.file(CHECKPOINT).unlink(missing_ok=True)  # finished: results.json is the record now
 
 
 def _read_yaml(path: Path) -> Dict[str, Any]:

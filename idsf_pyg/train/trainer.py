@@ -18,6 +18,7 @@ from ..eval import evaluator_for
 from ..models.base import Recommender
 from .checkpoint import Checkpointer, TrainState, cpu_state
 from .config import TrainConfig
+from .distributed import Shard, all_reduce_gradients, batch_share
 from .sampler import BPRSampler
 
 
@@ -51,7 +52,7 @@ def use_deterministic_algorithms(enabled: bool) -> None:
 def train(model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
           log: Callable[[str], None] = lambda s: print(s, flush=True), save_topk: bool = False,
           progress: bool = True, checkpoint: Optional[Checkpointer] = None,
-          data_info: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+          data_info: Optional[Dict[str, Any]] = None, shard: Optional[Shard] = None) -> Dict[str, Any]:
     """Trains ``model`` on ``data``'s training edges and returns a results dict.
 
     Model selection uses the validation split only: the state with the best ``select_metric`` is kept
@@ -62,6 +63,11 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
     as an uninterrupted run (same seed, threads and device). The model must have been built from the
     same seed as in the first session (:func:`set_seed` before building it). ``data_info`` is
     :func:`~idsf_pyg.data.describe` of ``data`` if the caller has it already (it sorts every split).
+
+    With ``shard``, this process is one rank of a data-parallel job (:mod:`idsf_pyg.train.distributed`):
+    every rank draws the same global batches and computes its share of each step's loss, gradients are
+    summed over the ranks before every optimizer step, evaluation is split by users, and only rank 0
+    saves checkpoints (every rank resumes from them).
     """
     device = torch.device(device)
     gen = set_seed(config.seed)
@@ -95,13 +101,19 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
         for users, pos, neg in tqdm(sampler, desc=f"epoch {epoch}", leave=False, disable=not progress,
                                     total=len(sampler)):
             with autocast(device, config.amp):
-                loss, parts = model.loss(users.to(device), pos.to(device), neg.to(device))
+                loss, parts = _step_loss(model, users.to(device), pos.to(device), neg.to(device), shard)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if shard is not None:
+                all_reduce_gradients(params, shard)
             opt.step()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v.double()
             objective += loss.detach().double()
+        if shard is not None:  # each rank holds its share of the epoch's losses
+            keys = sorted(totals)
+            both = shard.all_reduce(torch.stack([objective] + [totals[k] for k in keys]))
+            objective, totals = both[0], dict(zip(keys, both[1:]))
         means = {k: float(v) / len(sampler) for k, v in totals.items()}
         value = float(objective)
         if not math.isfinite(value):
@@ -116,7 +128,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
             model.eval()
             with torch.no_grad():
                 u, i = model.embed()
-                val = val_eval.evaluate(u, i)
+                val = val_eval.evaluate(u, i, shard=shard)
             state.eval_times.append(time.perf_counter() - t1)
             score = float(val[config.select_metric])
             state.curve.append({"epoch": epoch, "seconds": state.epoch_times[-1], "loss": value / len(sampler),
@@ -134,13 +146,17 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
             if state.since_best >= config.patience:
                 state.stopped = (f"early stopping: no better validation {config.select_metric} for "
                                  f"{config.patience} evaluations")
-        if state.stopped is None and config.max_seconds is not None \
-                and time.perf_counter() - start > config.max_seconds:
-            state.stopped = f"time cap of {config.max_seconds:.0f}s reached"
+        if state.stopped is None and config.max_seconds is not None:
+            over = torch.tensor(float(time.perf_counter() - start > config.max_seconds), device=device)
+            if shard is not None:  # the ranks' clocks differ: stop when any rank is over, all together
+                shard.all_reduce(over, "max")
+            if over.item() > 0:
+                state.stopped = f"time cap of {config.max_seconds:.0f}s reached"
         if state.stopped is None and epoch == config.epochs:
             state.stopped = "max epochs"
         state.elapsed = time.perf_counter() - start
-        if checkpoint is not None and checkpoint.due(epoch, state.stopped is not None):
+        if checkpoint is not None and checkpoint.due(epoch, state.stopped is not None) \
+                and (shard is None or shard.rank == 0):
             checkpoint.save(model, opt, gen, state, best_state)
         if state.stopped is not None:
             break
@@ -154,7 +170,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
                               batch_size=config.eval_batch_size)
     with torch.no_grad():
         u, i = model.embed()
-        test = test_eval.evaluate(u, i, return_topk=save_topk)
+        test = test_eval.evaluate(u, i, return_topk=save_topk, shard=shard)
     topk = None
     if save_topk:
         topk = (test.pop("topk"), test.pop("topk_users"))
@@ -175,6 +191,21 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
         "test_users": test["num_users"],
         "_topk": topk,
     }
+
+
+def _step_loss(model: Recommender, users: Tensor, pos: Tensor, neg: Tensor, shard: Optional[Shard]):
+    """One step's loss on this rank: the whole loss in one process; in a data-parallel job, this rank's
+    share (a model that splits its own loss gets the whole global batch, any other its slice, weighted)."""
+    if shard is None:
+        return model.loss(users, pos, neg)
+    if getattr(model, "supports_shard", False):
+        return model.loss(users, pos, neg, shard=shard)
+    part, weight = batch_share(users.numel(), shard)
+    if part.stop == part.start:  # more ranks than triples in this (last) batch
+        zero = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+        return zero, {}
+    loss, logs = model.loss(users[part], pos[part], neg[part])
+    return weight * loss, {k: weight * v for k, v in logs.items()}
 
 
 def _fmt(parts: Dict[str, float]) -> str:
