@@ -123,8 +123,12 @@ def _fmt(v: float) -> str:
 
 
 def line_plot(path, series: Sequence[Series], title: str = "", xlabel: str = "", ylabel: str = "",
-              logx: bool = False, logy: bool = False, size: Tuple[int, int] = (900, 560)) -> None:
-    """Draws ``series`` (lines, square markers, error bars) on shared axes and writes a PNG to ``path``."""
+              logx: bool = False, logy: bool = False, size: Tuple[int, int] = (900, 560),
+              legend: str = "upper right") -> None:
+    """Draws ``series`` (lines, square markers, error bars) on shared axes and writes a PNG to ``path``;
+    ``legend``: ``"upper right"``, ``"upper left"``, ``"lower right"`` or ``"lower left"``."""
+    if legend not in ("upper right", "upper left", "lower right", "lower left"):
+        raise ValueError(f"legend must be upper/lower right/left, got {legend!r}")
     if not series or not any(len(s.x) for s in series):
         raise ValueError("line_plot needs at least one series with points")
     for s in series:
@@ -185,9 +189,10 @@ def line_plot(path, series: Sequence[Series], title: str = "", xlabel: str = "",
                 canvas.line(x - 5, lo, x + 5, lo, color)
                 canvas.line(x - 5, hi, x + 5, hi, color)
             canvas.dot(int(round(x)), int(round(y)), color, size=7)
-        # legend, top right, one line per series
-        ly = top + 10 + n * 22
-        lx = right - 20 - max(canvas.text_width(t.label.upper()) for t in series) - 40
+        # legend, one line per series
+        ly = (top + 10 if legend.startswith("upper") else bottom - 10 - 22 * len(series)) + n * 22
+        lx = (right - 20 - max(canvas.text_width(t.label.upper()) for t in series) - 40
+              if legend.endswith("right") else left + 20)
         canvas.line(lx, ly + 7, lx + 28, ly + 7, color, width=2)
         canvas.dot(lx + 14, ly + 7, color, size=7)
         canvas.text(lx + 36, ly, s.label)
