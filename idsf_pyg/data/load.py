@@ -241,6 +241,23 @@ def _attach(data: HeteroData, modality: str, spec: FeatureSpec, item_tokens, ite
         arr = encode_texts(texts)
         add_item_features(data, modality, arr, f"all-MiniLM-L6-v2 over title/year/genres of {item_file.name}"
                           f" ({missing} items without text)")
+    elif text == "item-kg" or text.startswith("item-kg:"):
+        try:
+            dim = int(text.split(":", 1)[1]) if ":" in text else 128
+            if dim < 1:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"knowledge-graph spec {text!r} of modality {modality!r} must be item-kg[:dim], "
+                              "e.g. item-kg:128", "features") from None
+        kg, link = (None, None) if item_file is None else (item_file.with_suffix(".kg"), item_file.with_suffix(".link"))
+        if kg is None or not kg.is_file() or not link.is_file() or item_tokens is None:
+            raise DataFormatError(getattr(data, "source", None), "'item-kg' needs a RecBole folder with .kg and .link "
+                                  "files next to the .inter and .item files (e.g. ml-100k)")
+        from .kg import cached_kg_item_features
+        from .text import cache_dir
+        arr, coverage = cached_kg_item_features(kg, link, item_tokens, cache_dir(), dim=dim)
+        add_item_features(data, modality, arr, f"knowledge graph {kg.name} + {link.name}: multi-hot of (relation, "
+                          f"entity) pairs shared by >= 2 items, {dim}-d truncated SVD; {coverage.describe()}")
     else:
         p = Path(text)
         arr = read_feature_matrix(p, num_items, modality)
