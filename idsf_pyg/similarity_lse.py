@@ -76,6 +76,14 @@ def auto_block_size(num_cols: int, element_size: int, device: torch.device) -> i
     return max(_BLOCK_ROW_MULTIPLE, rows // _BLOCK_ROW_MULTIPLE * _BLOCK_ROW_MULTIPLE)
 
 
+def default_block_size(num_rows: int, num_cols: int, element_size: int, device: torch.device) -> int:
+    """Rows per block when none is given: all rows (one block, kept for the backward pass) for a matrix of
+    at most :data:`SAVE_BELOW_BYTES`, else :func:`auto_block_size`."""
+    if num_rows * num_cols * element_size <= SAVE_BELOW_BYTES:
+        return num_rows
+    return auto_block_size(num_cols, element_size, device)
+
+
 class _ScoreBlocks:
     """Writes ``S[r0:r1] - shift = xs[r0:r1] @ y^T - shift`` into one buffer reused for every block
     (allocating a fresh [block, M] tensor per block costs more than the product itself, in page faults),
@@ -106,13 +114,21 @@ class _ScoreBlocks:
         return torch.mm(self.xs[r0:r1], yt, out=out)
 
 
-def _own_panel(k: int, shard) -> bool:
-    """Whether triangular panel ``k`` is this rank's: dealt in snake order (0, 1, .., W-1, W-1, .., 0, ..),
-    since the panels narrow from the first to the last, so that the ranks get about equal areas."""
-    if shard is None:
-        return True
-    turn = k % (2 * shard.world)
-    return (turn if turn < shard.world else 2 * shard.world - 1 - turn) == shard.rank
+def _triangular_panels(scores: "_ScoreBlocks", n: int, block: int, skip_diagonal: bool, shard):
+    """``(r0, r1, exp(S[r0:r1, r0:] - 1/τ))`` for the upper-triangular panels of a self-similarity (diagonal
+    zeroed with ``skip_diagonal``), each in the reused buffer. With ``shard``, this rank's panels only: dealt in
+    snake order (0, 1, .., W-1, W-1, .., 0, ..), since the panels narrow from the first to the last, so that
+    the ranks get about equal areas."""
+    for k, r0 in enumerate(range(0, n, block)):
+        if shard is not None:
+            turn = k % (2 * shard.world)
+            if (turn if turn < shard.world else 2 * shard.world - 1 - turn) != shard.rank:
+                continue
+        r1 = min(n, r0 + block)
+        e = scores(r0, r1, r0).exp_()
+        if skip_diagonal:
+            _zero_diagonal(e, 0, 0.0)
+        yield r0, r1, e
 
 
 def _finite_or_zero(t: Tensor) -> Tensor:
@@ -147,13 +163,7 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                 # exponentials); the part right of the diagonal block also gives, transposed, the sums of
                 # rows r1: over columns r0:r1.
                 row_acc = x.new_zeros(n)
-                for k, r0 in enumerate(range(0, n, block)):
-                    if not _own_panel(k, reduce):
-                        continue
-                    r1 = min(n, r0 + block)
-                    e = scores(r0, r1, r0).exp_()
-                    if skip_diagonal:
-                        _zero_diagonal(e, 0, 0.0)
+                for r0, r1, e in _triangular_panels(scores, n, block, skip_diagonal, reduce):
                     row_acc[r0:r1] += e.sum(1)
                     if r1 < n:
                         row_acc[r1:] += e[:, r1 - r0:].sum(0)
@@ -234,13 +244,7 @@ class _BlockwiseSimilarityLSE(torch.autograd.Function):
                 # Triangular panels as in the forward pass: W = e (a_i + a_j) is symmetric, so panel r's
                 # W[r0:r1, r0:] serves the rows r0:r1 and, transposed, the rows r1: (columns r0:r1).
                 grad_x.zero_()
-                for k, r0 in enumerate(range(0, n, block)):
-                    if not _own_panel(k, reduce):
-                        continue
-                    r1 = min(n, r0 + block)
-                    e = scores(r0, r1, r0).exp_()
-                    if skip_diagonal:
-                        _zero_diagonal(e, 0, 0.0)
+                for r0, r1, e in _triangular_panels(scores, n, block, skip_diagonal, reduce):
                     w = weight_buf.view(-1)[:e.numel()].view(e.shape)
                     e.mul_(torch.add(a[r0:r1].unsqueeze(1), a[r0:].unsqueeze(0), out=w))
                     rows, rest = grad_x[r0:r1], grad_x[r1:]
@@ -356,8 +360,7 @@ def similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, *, skip_d
         gemm_dtype = None
     m = x_hat.size(0) if y_hat is None else y_hat.size(0)
     if block_size is None:
-        small = x_hat.size(0) * m * x_hat.element_size() <= SAVE_BELOW_BYTES
-        block_size = x_hat.size(0) if small else auto_block_size(m, x_hat.element_size(), x_hat.device)
+        block_size = default_block_size(x_hat.size(0), m, x_hat.element_size(), x_hat.device)
     elif block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     if shard is not None and y_hat is None:  # the ranks deal panels: they must cut the same ones

@@ -12,7 +12,8 @@ Construction (deterministic, no training):
 4. :math:`A` is reduced to ``dim`` dense columns by its truncated SVD, through the eigendecomposition of
    the item Gram matrix :math:`AA^\\top = U\\Lambda U^\\top` (items x items, exact): the features are
    :math:`U_{:,1..dim}\\,\\Lambda_{1..dim}^{1/2}`, each column's sign fixed so that its largest entry is
-   positive. Items without a kept pair get a zero row (counted in the coverage report).
+   positive. Items without a kept pair get a zero row (counted in the coverage report). The items x items
+   Gram matrix is dense: fine for catalogues of a few ten thousand items, not for millions.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from ..io import write_with
 from .errors import DataFormatError
@@ -103,13 +105,14 @@ def kg_item_features(kg_file: Path, link_file: Path, item_tokens: Sequence[str],
     keep = counts[pair_of] >= min_items
     items_of, pair_of = items_of[keep], pair_of[keep]
     kept_ids, pair_col = np.unique(pair_of, return_inverse=True)
-    # Gram matrix of the L2-normalized binary rows: G = D^-1/2 (B B^T) D^-1/2, B binary items x pairs
+    # Gram matrix of the L2-normalized binary rows: G = D^-1/2 (B B^T) D^-1/2, B binary items x pairs, kept
+    # sparse (ML-100k: 1,682 x 10,665 with ~0.3 % nonzero); B B^T counts shared pairs, exactly, in float64.
     per_item = np.bincount(items_of, minlength=n).astype(np.float64)
-    b = np.zeros((n, len(kept_ids)), dtype=np.float32)
-    b[items_of, pair_col] = 1.0
-    scale = np.where(per_item > 0, 1.0 / np.sqrt(np.maximum(per_item, 1.0)), 0.0).astype(np.float32)
-    b *= scale[:, None]
-    gram = (b @ b.T).astype(np.float64)
+    b = torch.sparse_coo_tensor(torch.from_numpy(np.stack([items_of, pair_col])),
+                                torch.ones(len(items_of), dtype=torch.float64), (n, len(kept_ids))).coalesce()
+    shared = torch.sparse.mm(b, b.t().coalesce()).to_dense().numpy()
+    scale = np.where(per_item > 0, 1.0 / np.sqrt(np.maximum(per_item, 1.0)), 0.0)
+    gram = shared * scale[:, None] * scale[None, :]
     values, vectors = np.linalg.eigh(gram)               # ascending
     order = np.argsort(-values, kind="stable")[:dim]
     values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
@@ -134,7 +137,7 @@ def cached_kg_item_features(kg_file: Path, link_file: Path, item_tokens: Sequenc
     for p in (kg_file, link_file):
         h.update(Path(p).read_bytes())
     h.update("\n".join(item_tokens).encode())
-    h.update(f"{dim}:{min_items}:v2".encode())
+    h.update(f"{dim}:{min_items}:v3".encode())
     stem = cache / f"kg-{h.hexdigest()[:24]}"
     npy, meta = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if npy.is_file() and meta.is_file():

@@ -307,7 +307,7 @@ class IDSF(Recommender):
         ``"executed"``: what the kernel runs with this model's block size on ``device`` (its backward pass
         recomputes the scores: see :func:`~idsf_pyg.similarity_lse.similarity_gemm_flops`).
         ``"matrices"``: how many [n, n] similarity matrices a step has."""
-        from ..similarity_lse import SAVE_BELOW_BYTES, auto_block_size, similarity_gemm_flops
+        from ..similarity_lse import MIN_TAU_FIXED_SHIFT, default_block_size, similarity_gemm_flops
         beta = 0.0 if self.no_contrast or self.no_content else self.beta
         groups = [] if beta <= 0 else ([2] * len(self.modalities) if not self.content_no_id else [])
         if beta > 0 and len(self.modalities) > 1:
@@ -315,13 +315,8 @@ class IDSF(Recommender):
         cross = sum(groups)                                   # e^m against the fusion, per part
         selfs = sum(groups) + (len(groups) if self.contrast_pairs == "paper" else 0)   # e^m e^m (+ e'e')
         d = self.embedding_dim
-        if self.contrast_block_size:
-            block = self.contrast_block_size
-        elif n * n * 4 <= SAVE_BELOW_BYTES:
-            block = n
-        else:
-            block = auto_block_size(n, 4, torch.device(device))
-        fixed = self.tau >= 2.0 / 80.0
+        block = self.contrast_block_size or default_block_size(n, n, 4, torch.device(device))
+        fixed = self.tau >= MIN_TAU_FIXED_SHIFT
         executed = (cross * similarity_gemm_flops(n, n, d, block, symmetric=False, fixed=fixed)
                     + selfs * similarity_gemm_flops(n, n, d, block, symmetric=True, fixed=fixed))
         return {"floor": cross * 6.0 * n * n * d + selfs * 3.0 * n * n * d, "executed": executed,
