@@ -44,7 +44,7 @@ _GLYPHS = {ch: np.array([[(int(code[2 * r:2 * r + 2], 16) >> (4 - c)) & 1 for c 
                         dtype=bool) for ch, code in _FONT.items()}
 #: Line colours (RGB), in the order series are given.
 COLORS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207),
-          (140, 86, 75), (227, 119, 194))
+          (140, 86, 75), (227, 119, 194), (188, 189, 34), (127, 127, 127))
 
 
 @dataclass
@@ -196,4 +196,63 @@ def line_plot(path, series: Sequence[Series], title: str = "", xlabel: str = "",
         canvas.line(lx, ly + 7, lx + 28, ly + 7, color, width=2)
         canvas.dot(lx + 14, ly + 7, color, size=7)
         canvas.text(lx + 36, ly, s.label)
+    write_with(path, lambda f: f.write(canvas.png()))
+
+
+def _frame(canvas: Canvas, left: int, top: int, right: int, bottom: int) -> None:
+    for a, b, c, d in ((left, top, right, top), (left, bottom, right, bottom), (left, top, left, bottom),
+                       (right, top, right, bottom)):
+        canvas.line(a, b, c, d, (0, 0, 0))
+
+
+def scatter_plot(path, points: np.ndarray, groups: Sequence[int], title: str = "", legend: Sequence[str] = (),
+                 size: Tuple[int, int] = (700, 640)) -> None:
+    """Points ``[n, 2]`` as dots coloured by ``groups`` (ints; colour ``COLORS[g % len(COLORS)]``) on axes without
+    ticks (a 2-D embedding's coordinates have no units); ``legend`` names the groups in order."""
+    points = np.asarray(points, dtype=float)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(groups) or len(points) == 0:
+        raise ValueError(f"scatter_plot needs points [n, 2] and n groups, got {points.shape} and {len(groups)}")
+    if not np.isfinite(points).all():
+        raise ValueError("scatter_plot: points must be finite")
+    w, h = size
+    canvas = Canvas(w, h)
+    left, right, top, bottom = 30, w - 30, 50, h - 30 - 22 * ((len(legend) + 4) // 5)
+    lo, hi = points.min(0), points.max(0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    xy = (points - lo) / span
+    _frame(canvas, left, top, right, bottom)
+    canvas.text(w // 2, 14, title, align="center")
+    for (x, y), g in zip(xy, groups):
+        px = left + 12 + x * (right - left - 24)
+        py = bottom - 12 - y * (bottom - top - 24)
+        canvas.dot(int(round(px)), int(round(py)), COLORS[int(g) % len(COLORS)], size=9)
+    for n, name in enumerate(legend):   # five entries per line under the axes
+        lx, ly = left + (n % 5) * ((right - left) // 5), bottom + 10 + 22 * (n // 5)
+        canvas.dot(lx + 6, ly + 7, COLORS[n % len(COLORS)], size=9)
+        canvas.text(lx + 16, ly, name[:10])
+    write_with(path, lambda f: f.write(canvas.png()))
+
+
+def heatmap(path, matrix: np.ndarray, title: str = "", boundaries: Sequence[int] = (), cell: int = 0,
+            size: int = 640) -> None:
+    """A square matrix with values in [0, 1] as a white (0) to dark blue (1) raster; ``boundaries`` (row
+    indices) are drawn as thin red lines between blocks (e.g. the items of one user)."""
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"heatmap needs a non-empty square matrix, got shape {m.shape}")
+    if not np.isfinite(m).all() or m.min() < 0 or m.max() > 1:
+        raise ValueError("heatmap: values must be finite and in [0, 1]")
+    n = m.shape[0]
+    cell = cell or max(1, size // n)
+    pad_top, pad = 50, 20
+    canvas = Canvas(n * cell + 2 * pad, n * cell + pad_top + pad)
+    dark = np.array((8, 48, 107), dtype=float)
+    rgb = (255.0 - m[..., None] * (255.0 - dark)).round().astype(np.uint8)
+    canvas.pixels[pad_top:pad_top + n * cell, pad:pad + n * cell] = np.repeat(np.repeat(rgb, cell, 0), cell, 1)
+    for b in boundaries:
+        if 0 < b < n:
+            canvas.line(pad + b * cell, pad_top, pad + b * cell, pad_top + n * cell - 1, (214, 39, 40))
+            canvas.line(pad, pad_top + b * cell, pad + n * cell - 1, pad_top + b * cell, (214, 39, 40))
+    _frame(canvas, pad - 1, pad_top - 1, pad + n * cell, pad_top + n * cell)
+    canvas.text(canvas.pixels.shape[1] // 2, 14, title, align="center")
     write_with(path, lambda f: f.write(canvas.png()))

@@ -1,28 +1,28 @@
-"""Train every model on one dataset and write the paper's Table 2 layout (CSV and Markdown).
+"""Train every model on one or more datasets over several seeds and write the paper's Table 2 layout.
 
-    python -m experiments.table2 --dataset baby_random
-    python -m experiments.table2 --dataset baby --models bpr,ngcf,lightgcn --device cuda
+    python -m experiments.table2 --dataset ml100k --jobs 2 --threads 1
+    python -m experiments.table2 --dataset baby_random --models bpr,ngcf,lightgcn --device cuda
+    python -m experiments.table2 --dataset baby --seeds 0,1,2,3,4 --device cuda   # with the real feature files
 
---dataset names a dataset config in experiments/configs/ (baby, baby_random, sports, clothing, ml100k,
-synthetic): it fixes the data, the features and IDSF's per-dataset hyper-parameters; every other model
-uses its own defaults from experiments/configs/models/<model>.yaml. Each run writes
-OUT/<model>/results.json. A run finished earlier is read back only when its key (resolved config,
-seed, data fingerprint, features) equals this one's; a folder holding a run of another configuration
-is refused with the difference named (--overwrite retrains it); an interrupted run resumes from its
-checkpoint. Model selection is on validation; the table shows the test metrics read once at the
-selected epoch.
+--dataset names dataset configs in experiments/configs/ (baby, baby_random, sports, clothing, ml100k,
+synthetic): each fixes the data, the features and IDSF's per-dataset hyper-parameters; every other model
+uses its own defaults from experiments/configs/models/<model>.yaml. Every model is trained once per seed
+into the shared run store (experiments/grid.py: a run's folder is named by its configuration, so IDSF's
+column is the same run as Table 3's IDSF row; finished runs are read back, interrupted ones resume).
+Model selection is on validation; each cell is the mean ± sample std over the seeds of the test metrics
+read once at each run's best validation epoch. The best mean is in bold and the second underlined;
+"Improve" is the best over the second, and says "(within spread)" when their means differ by less than
+their summed std. Writes OUT/table2.md, table2.csv and table2_runs.csv.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
-from experiments.train import CONFIG_DIR, add_run_options, run_config, run_resumable
+from experiments.grid import (Cell, CellRuns, add_grid_options, dataset_configs, differs, fmt, mean_std, publish,
+                              run_cells)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError
-from idsf_pyg.io import atomic_open, write_text
 from idsf_pyg.models import MODELS
 
 ORDER = ["bpr", "ngcf", "lightgcn", "vbpr", "mmgcn", "grcn", "slmrec", "micro", "bm3", "freedom", "idsf"]
@@ -32,62 +32,56 @@ ROWS = [("Recall@10", "recall@10"), ("Precision@10", "precision@10"), ("NDCG@10"
 LEGACY_ROWS = [("NDCG-legacy@10", "ndcg_legacy@10"), ("NDCG-legacy@20", "ndcg_legacy@20")]
 
 
-def table(results: Dict[str, dict], dataset: str) -> List[List[str]]:
-    models = [m for m in ORDER if m in results] + sorted(m for m in results if m not in ORDER)
-    header = ["Dataset", "Metric(x100%)", *models, "Improve"]
-    rows = [header]
+def table(stats: Dict[str, Dict[str, Tuple[float, float]]], dataset: str) -> List[List[str]]:
+    """``stats[model][metric] = (mean %, std %)`` -> the paper's rows (one per metric, one column per model)."""
+    models = [m for m in ORDER if m in stats] + sorted(m for m in stats if m not in ORDER)
+    rows = [["Dataset", "Metric(x100%)", *models, "Improve"]]
     for label, key in ROWS + LEGACY_ROWS:
-        vals = {m: 100 * results[m]["test"][key] for m in models if key in results[m]["test"]}
-        ranked = sorted(vals, key=vals.get, reverse=True)
+        vals = {m: stats[m][key] for m in models if key in stats[m]}
+        ranked = sorted(vals, key=lambda m: vals[m][0], reverse=True)
         cells = []
         for m in models:
-            v = f"{vals[m]:.3f}" if m in vals else "-"
+            v = fmt(*vals[m]) if m in vals else "-"
             if ranked and m == ranked[0]:
                 v = f"**{v}**"
             elif len(ranked) > 1 and m == ranked[1]:
                 v = f"<u>{v}</u>"
             cells.append(v)
-        improve = (f"{100 * (vals[ranked[0]] - vals[ranked[1]]) / vals[ranked[1]]:.1f}%"
-                   if len(ranked) > 1 and vals[ranked[1]] > 0 else "-")
+        improve = "-"
+        if len(ranked) > 1 and vals[ranked[1]][0] > 0:
+            best, second = vals[ranked[0]], vals[ranked[1]]
+            improve = f"{100 * (best[0] - second[0]) / second[0]:.1f}%"
+            if not differs(best, second) and all(s == s for _, s in (best, second)):
+                improve += " (within spread)"
         rows.append([dataset, label, *cells, improve])
     return rows
 
 
-def main(argv=None) -> Dict[str, dict]:
+def model_stats(cells: Dict[str, CellRuns]) -> Dict[str, Dict[str, Tuple[float, float]]]:
+    return {model: {key: mean_std(runs.values(key)) for _, key in ROWS + LEGACY_ROWS
+                    if all(key in r["test"] for r in runs.results)} for model, runs in cells.items()}
+
+
+def main(argv=None) -> Dict[str, Dict[str, CellRuns]]:
     p = argparse.ArgumentParser(prog="python -m experiments.table2", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, help="a config name in experiments/configs/ (e.g. baby_random)")
     p.add_argument("--models", default=",".join(ORDER), help="comma-separated subset (default: all)")
-    p.add_argument("--out", type=Path, help="folder for runs and tables (default: runs/table2/<dataset>)")
-    add_run_options(p)
+    add_grid_options(p, "table2")
     args = p.parse_args(argv)
-    config = CONFIG_DIR / f"{args.dataset}.yaml"
-    if not config.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"no dataset config {config}; known: {', '.join(known)}", "--dataset")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ConfigError(f"unknown models {unknown}; known: {', '.join(ORDER)}", "--models")
-    out = args.out or Path("runs") / "table2" / args.dataset
-    configs = {m: run_config(config, args, ["--model", m]) for m in models}  # all checked before training
-    results: Dict[str, dict] = {}
-    for model in models:
-        results[model] = run_resumable(out / model, configs[model], args, f"[table2] {model}")
-    rows = table(results, args.dataset)
-    with atomic_open(out / "table2.csv", "w", newline="") as f:
-        csv.writer(f).writerows([[c.replace("**", "").replace("<u>", "").replace("</u>", "") for c in r]
-                                 for r in rows])
-    md = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    notes = [f"- {m}: best validation epoch {r['best_epoch']} ({r['stopped']}); seed {r['seed']}; features "
-             f"{', '.join(f'{k}={v}' for k, v in r['feature_sources'].items()) or 'none (ID-only)'}"
-             for m, r in results.items()]
-    write_text(out / "table2.md", "\n".join(md) + "\n\nTest metrics at the best validation Recall@20; "
-               "NDCG is the standard one; NDCG-legacy is the NGCF/LATTICE formula.\n" + "\n".join(notes) + "\n")
-    print("\n".join(md))
-    print(f"wrote {out / 'table2.csv'} and {out / 'table2.md'}")
-    return results
+    cells = [Cell(m, ("--model", m)) for m in models]
+    datasets = run_cells(dataset_configs(args.dataset), cells, args, "table2")
+    rows = [r for n, (name, c) in enumerate(datasets.items()) for r in table(model_stats(c), name)[(n > 0):]]
+    notes = ["NDCG is the standard one; NDCG-legacy is the NGCF/LATTICE formula."]
+    for name, c in datasets.items():
+        for m, runs in c.items():
+            epochs = ", ".join(f"{r['best_epoch']} ({r['stopped']})" for r in runs.results)
+            notes.append(f"{name} {m}: best validation epochs {epochs}")
+    publish(args.out, "table2", rows, datasets, args.extra, notes)
+    return datasets
 
 
 if __name__ == "__main__":

@@ -95,27 +95,35 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(two_runs, tmp_path):
 
 
 def test_finished_runs_are_reused_only_by_their_configuration(tmp_path, capsys):
-    out = tmp_path / "t2"
-    argv = ["--dataset", "synthetic", "--models", "bpr", "--out", str(out), "--threads", "1",
-            "--extra", "--epochs 2 --eval-every 1"]
+    store = tmp_path / "store"
+    argv = ["--dataset", "synthetic", "--models", "bpr", "--seeds", "0", "--store", str(store), "--out",
+            str(tmp_path / "t2"), "--threads", "1", "--device", "cpu", "--extra", "--epochs 2 --eval-every 1"]
     assert run_cli(table2.main, argv) == 0
-    done = out / "bpr" / "results.json"
+    (folder,) = [p for p in (store / "synthetic").iterdir() if p.is_dir()]
+    done = folder / "results.json"
     first = json.loads(done.read_text())
     stamp = done.stat().st_mtime_ns
 
     # Same configuration: read back, not retrained.
     assert run_cli(table2.main, argv) == 0
-    assert done.stat().st_mtime_ns == stamp and "finished earlier" in capsys.readouterr().out
+    assert done.stat().st_mtime_ns == stamp
+    assert "finished earlier with the same configuration" in (folder / "train.log").read_text()
 
-    # Another seed, or other extra options: refused with the difference named, never silently reused.
-    assert run_cli(table2.main, argv + ["--seed", "7"]) == 2
-    assert "train.seed: 0 -> 7" in capsys.readouterr().err
-    assert run_cli(table2.main, argv[:-1] + ["--epochs 3 --eval-every 1"]) == 2
-    assert "train.epochs: 2 -> 3" in capsys.readouterr().err
+    # Another seed or other options: another configuration, another folder; the first one untouched.
+    assert run_cli(table2.main, argv[:5] + ["7"] + argv[6:]) == 0
+    assert run_cli(table2.main, argv[:-1] + ["--epochs 3 --eval-every 1"]) == 0
+    folders = sorted(p.name for p in (store / "synthetic").iterdir() if p.is_dir())
+    assert len(folders) == 3 and "bpr-seed7-" in " ".join(folders)
     assert done.stat().st_mtime_ns == stamp
 
-    # --overwrite retrains it under the new configuration, whose key the results record.
-    assert run_cli(table2.main, argv + ["--seed", "7", "--overwrite"]) == 0
+    # A folder of this configuration holding a run of another key (the data changed under the same
+    # specs): refused with the difference named, never silently reused; --overwrite retrains it.
+    first["run_key"] = "0" * 64
+    first["key_material"]["data_fingerprint"] = "an-older-split"
+    done.write_text(json.dumps(first))
+    capsys.readouterr()
+    assert run_cli(table2.main, argv) == 2
+    assert "data_fingerprint: an-older-split ->" in capsys.readouterr().err
+    assert run_cli(table2.main, argv + ["--overwrite"]) == 0
     second = json.loads(done.read_text())
-    assert second["seed"] == 7 and second["run_key"] != first["run_key"]
-    assert second["key_material"]["train"]["seed"] == 7
+    assert second["run_key"] != "0" * 64 and second["key_material"]["data_fingerprint"] != "an-older-split"

@@ -1,0 +1,382 @@
+"""What the paper-experiment commands share: cells trained over seeds, one run store, mean ± std tables.
+
+An experiment (Table 3, Table 4, a γ or β sweep, Table 2 over seeds) is a list of :class:`Cell` s, each a
+label and the ``experiments.train`` options that turn the dataset config into that cell's configuration
+(``--set no_content=true``, ``--modalities text``, ...). Every cell is trained once per seed.
+
+**One run store.** A run's folder is named by its resolved configuration, not by the command that asked
+for it: ``STORE/<dataset>/<model>-seed<S>-<digest>``, where the digest hashes everything that defines the
+run's numbers (model and all its arguments with defaults filled in, training settings, seed, dataset,
+split seed, feature specs). So the full IDSF of Table 3, the "enhanced fused" row of Table 4, γ = 0.3 of
+the γ sweep and IDSF's column of Table 2 are one run, trained by whichever command gets there first and
+read back by the others. A finished run is read back only when its run key (which adds the data
+fingerprint and the features' sources) equals this one's; an interrupted one resumes from its checkpoint;
+a run folder that holds another key (the data changed under the same specs) is refused with the
+difference named, ``--overwrite`` retrains it. A lock file per run lets two commands (or ``--jobs`` worker
+processes) share the store without training a run twice.
+
+**Honest summaries.** Every table cell is the mean ± sample standard deviation over the seeds of the
+test metrics, each read once at that run's best validation epoch. Two cells are called different only
+when their means differ by more than the sum of their standard deviations (:func:`differs`); every table
+says whether its numbers can be set beside the paper's (:func:`comparability`).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import fcntl
+import hashlib
+import json
+import math
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from experiments.train import CONFIG_DIR, add_config_options, config_from_args
+from idsf_pyg.cli import DEBUG_HELP
+from idsf_pyg.errors import ConfigError
+from idsf_pyg.io import atomic_open, write_text
+from idsf_pyg.train import RunConfig, run
+from idsf_pyg.train.config import key_material
+
+#: The metric columns of the paper's Tables 2–4, in their order: (header, results key).
+METRICS = [("R@10", "recall@10"), ("P@10", "precision@10"), ("N@10", "ndcg@10"),
+           ("R@20", "recall@20"), ("P@20", "precision@20"), ("N@20", "ndcg@20")]
+#: The paper's datasets: with their real feature files, a table's numbers can be set beside the paper's.
+PAPER_DATASETS = ("amazon2014/baby", "amazon2014/sports", "amazon2014/clothing")
+#: Epochs of an uncapped run (the paper's stopping rule: early stopping on validation, patience 20).
+UNCAPPED_EPOCHS = 1000
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row (or plotted point) of an experiment: its label and the ``experiments.train`` options that
+    make its configuration from the dataset config."""
+    label: str
+    argv: Tuple[str, ...] = ()
+
+
+@dataclass
+class CellRuns:
+    """A cell's runs, one per seed, in seed order."""
+    cell: Cell
+    results: List[Dict[str, Any]]
+    folders: List[Path]
+
+    def values(self, key: str, split: str = "test") -> List[float]:
+        return [100.0 * r[split][key] for r in self.results]
+
+    def mean_std(self, key: str, split: str = "test") -> Tuple[float, float]:
+        return mean_std(self.values(key, split))
+
+
+# ------------------------------------------------------------------------------------------- options
+def add_grid_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    """The options every experiment command shares."""
+    p.add_argument("--dataset", default="ml100k",
+                   help="dataset config name(s) in experiments/configs/, comma-separated (e.g. ml100k,baby_random): "
+                        "one column group each (default: %(default)s)")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default: %(default)s)")
+    p.add_argument("--store", type=Path, default=Path("runs") / "store",
+                   help="the run store shared by all experiment commands (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs") / default_out,
+                   help="folder for this command's tables and figures (default: %(default)s)")
+    p.add_argument("--extra", default="",
+                   help="experiments.train options for every run, quoted, e.g. \"--epochs 10\" (a stated cap) or "
+                        "\"--set contrast_scope=batch\"; they are part of each run's configuration")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per run (default: torch's choice)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, each in its own process (default: %(default)s; on a CPU, e.g. "
+                        "--jobs 2 --threads 1 on 2 cores)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain a run whose folder holds a run of another key (e.g. the data changed)")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+
+
+def parse_seeds(text: str) -> List[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"{text!r}: expected comma-separated integers", "--seeds") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"{text!r}: expected distinct non-negative integers", "--seeds")
+    return seeds
+
+
+def parse_values(text: str, option: str) -> List[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{text!r}: expected comma-separated numbers", option) from None
+    if not values or len(set(values)) != len(values):
+        raise ConfigError(f"{text!r}: expected distinct numbers", option)
+    return values
+
+
+def dataset_configs(text: str) -> List[Tuple[str, Path]]:
+    """``"ml100k,baby_random"`` -> [(name, experiments/configs/<name>.yaml), ...], each checked to exist."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("name at least one dataset config", "--dataset")
+    out = []
+    for name in names:
+        path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / f"{name}.yaml"
+        if not path.is_file():
+            known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+            raise ConfigError(f"no dataset config {path}; known: {', '.join(known)}", "--dataset")
+        out.append((Path(name).stem, path))
+    return out
+
+
+def cell_config(config: Path, cell: Cell, seed: int, extra: str) -> RunConfig:
+    """A cell's configuration for one seed: the dataset config, ``--extra``, the cell's options, the seed
+    (the cell's options win over ``--extra``)."""
+    parser = argparse.ArgumentParser(prog="--extra", add_help=False)
+    add_config_options(parser)
+    argv = extra.split() + list(cell.argv) + ["--seed", str(seed)]
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit:
+        raise ConfigError(f"cannot parse {' '.join(argv)!r} as experiments.train options (cell "
+                          f"{cell.label!r})", "--extra") from None
+    return config_from_args(config, ns)
+
+
+# ----------------------------------------------------------------------------------------- the store
+def config_digest(cfg: RunConfig) -> str:
+    """12 hex digits naming what defines a run's numbers, computed without loading the data: the run key's
+    material (:func:`~idsf_pyg.train.config.key_material`) with the dataset and feature specs in place of
+    the data fingerprint and feature sources."""
+    material = key_material(cfg, "", {})
+    material.update(dataset=cfg.dataset, features=dict(sorted(cfg.features.items())),
+                    discover_features=cfg.discover_features)
+    text = json.dumps(material, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def store_folder(store: Path, cfg: RunConfig) -> Path:
+    dataset = cfg.dataset.strip("/").replace("/", "_").replace("\\", "_") or "dataset"
+    return store / dataset / f"{cfg.model}-seed{cfg.train.seed}-{config_digest(cfg)}"
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Holds ``<folder>.lock`` exclusively (waits for another process holding it)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def train_in_store(cfg: RunConfig, folder: Path, device: str, threads: Optional[int],
+                   overwrite: bool) -> Dict[str, Any]:
+    """Trains ``cfg`` into ``folder`` (its log in ``folder/train.log``) or reads the finished run back."""
+    with locked(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "train.log", "a", encoding="utf-8") as logf:
+            def log(line: str) -> None:
+                logf.write(line + "\n")
+                logf.flush()
+            result = run(cfg, folder, device=device, threads=threads, progress=False, reuse=True,
+                         overwrite=overwrite, log=log)
+    result.pop("_topk", None)
+    return result
+
+
+def _train_job(job: Tuple[RunConfig, Path, str, Optional[int], bool]) -> Dict[str, Any]:
+    return train_in_store(*job)
+
+
+def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args: argparse.Namespace,
+              tag: str) -> Dict[str, Dict[str, CellRuns]]:
+    """Trains (or reads back) every cell of every dataset for every seed; ``{dataset: {label: CellRuns}}``.
+    Every configuration is resolved and checked before the first run trains."""
+    seeds = parse_seeds(args.seeds)
+    if args.jobs < 1:
+        raise ConfigError(f"must be >= 1, got {args.jobs}", "--jobs")
+    plan: List[Tuple[str, Cell, RunConfig, Path]] = []
+    for name, path in datasets:
+        for cell in cells:
+            for seed in seeds:
+                cfg = cell_config(path, cell, seed, args.extra)
+                plan.append((name, cell, cfg, store_folder(args.store, cfg)))
+    unique = list(dict.fromkeys(folder for *_, folder in plan))  # a cell shared by two labels trains once
+    cfg_of = {folder: cfg for _, _, cfg, folder in plan}
+    print(f"[{tag}] {len(plan)} cells x seeds, {len(unique)} distinct runs in {args.store}", flush=True)
+    jobs = [(cfg_of[f], f, args.device, args.threads, args.overwrite) for f in unique]
+    results: Dict[Path, Dict[str, Any]] = {}
+    t0 = time.perf_counter()
+
+    def report(folder: Path, result: Dict[str, Any]) -> None:
+        results[folder] = result
+        print(f"[{tag}] {len(results)}/{len(unique)} {folder.name}: test R@20 {100 * result['test']['recall@20']:.3f} "
+              f"(best epoch {result['best_epoch']}, {result['stopped']}) [{time.perf_counter() - t0:.0f}s]",
+              flush=True)
+
+    if args.jobs == 1 or len(jobs) == 1:
+        for job in jobs:
+            report(job[1], train_in_store(*job))
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+            for job, result in zip(jobs, pool.map(_train_job, jobs)):
+                report(job[1], result)
+    out: Dict[str, Dict[str, CellRuns]] = {}
+    for name, cell, cfg, folder in plan:
+        runs = out.setdefault(name, {}).setdefault(cell.label, CellRuns(cell, [], []))
+        runs.results.append(results[folder])
+        runs.folders.append(folder)
+    return out
+
+
+# -------------------------------------------------------------------------------------- summaries
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation (``nan`` for a single value)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    return mean, std
+
+
+def fmt(mean: float, std: float, digits: int = 3) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if math.isfinite(std) else f"{mean:.{digits}f}"
+
+
+def differs(a: Tuple[float, float], b: Tuple[float, float]) -> bool:
+    """Whether two (mean, std) differ by more than their spread: ``|mean_a - mean_b| > std_a + std_b``
+    (never with a single seed)."""
+    (ma, sa), (mb, sb) = a, b
+    if not (math.isfinite(sa) and math.isfinite(sb)):
+        return False
+    return abs(ma - mb) > sa + sb
+
+
+def comparison(a: Tuple[float, float], b: Tuple[float, float]) -> str:
+    """``"higher"``, ``"lower"`` or ``"within spread"`` for ``a`` against ``b`` (:func:`differs`)."""
+    if not differs(a, b):
+        return "within spread"
+    return "higher" if a[0] > b[0] else "lower"
+
+
+def comparability(runs: Sequence[Dict[str, Any]]) -> str:
+    """One sentence: can these runs' numbers be set beside the paper's?"""
+    cfg = runs[0]["config"]
+    sources = {s for r in runs for s in r["feature_sources"].values()}
+    capped = [r for r in runs if r["stopped"] == "max epochs" and r["config"]["train"]["epochs"] < UNCAPPED_EPOCHS]
+    timed = [r for r in runs if str(r["stopped"]).startswith("time cap")]
+    notes = []
+    if any(s.startswith("random") for s in sources):
+        notes.append("random stand-in features: NOT comparable with the paper's numbers (they measure the "
+                     "interactions, the ID embeddings and the code path, not multimodal content)")
+    elif cfg["dataset"].strip("/").endswith(PAPER_DATASETS):
+        notes.append("the paper's dataset and split with the given feature files: comparable with the paper's "
+                     "table when the features are the paper's and the runs are not capped")
+    else:
+        notes.append(f"dataset {cfg['dataset']!r} is not in the paper: no paper figure to compare with; the "
+                     "comparison is between rows of this table")
+    if capped:
+        notes.append(f"{len(capped)} of {len(runs)} runs stopped at the epoch cap "
+                     f"({cfg['train']['epochs']} epochs), not by early stopping: numbers of capped training")
+    if timed:
+        notes.append(f"{len(timed)} of {len(runs)} runs stopped at the time cap")
+    return "; ".join(notes) + "."
+
+
+def features_line(runs: Sequence[Dict[str, Any]]) -> str:
+    src = runs[0]["feature_sources"]
+    return ", ".join(f"{k} = {v}" for k, v in src.items()) or "none (ID-only)"
+
+
+def cost_line(all_runs: Sequence[Dict[str, Any]]) -> str:
+    """Training time of these runs as their results record it (each run's own process and threads)."""
+    total = sum(r["seconds"]["train_total"] for r in all_runs)
+    hw = all_runs[0]["hardware"]
+    where = (hw["gpu"] if "gpu" in hw else
+             f"{hw.get('cpu_count', '?')}-core CPU ({hw.get('cpu') or '?'}), {hw.get('torch_threads', '?')} torch threads")
+    return (f"{len(all_runs)} runs, {total / 60:.1f} min of training in all "
+            f"({total / max(len(all_runs), 1) / 60:.1f} min per run) on {where}")
+
+
+def metric_table(datasets: Dict[str, Dict[str, CellRuns]], labels: Sequence[str], first_header: str
+                 ) -> List[List[str]]:
+    """The paper's layout: one row per label, per dataset the six metric columns as mean ± std (%)."""
+    header = [first_header]
+    for name in datasets:
+        header += [f"{name} {h}" if len(datasets) > 1 else h for h, _ in METRICS]
+    rows = [header]
+    for label in labels:
+        row = [label]
+        for cells in datasets.values():
+            row += [fmt(*cells[label].mean_std(key)) for _, key in METRICS]
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def write_table(out: Path, stem: str, rows: Sequence[Sequence[str]], notes: Sequence[str]) -> None:
+    """``out/<stem>.csv`` (the cells, without Markdown emphasis) and ``out/<stem>.md`` (the table and its notes)."""
+    plain = [[c.replace("**", "").replace("<u>", "").replace("</u>", "") for c in r] for r in rows]
+    with atomic_open(out / f"{stem}.csv", "w", newline="") as f:
+        csv.writer(f).writerows(plain)
+    write_text(out / f"{stem}.md", markdown(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+
+
+def write_runs(out: Path, stem: str, datasets: Dict[str, Dict[str, CellRuns]]) -> None:
+    """``out/<stem>_runs.csv``: every run behind a table (folder, seed, stopping, validation and test)."""
+    with atomic_open(out / f"{stem}_runs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["dataset", "label", "seed", "folder", "best_epoch", "epochs_run", "stopped", "seconds_per_epoch",
+                    "val_recall@20", *[f"test_{k}" for _, k in METRICS]])
+        for name, cells in datasets.items():
+            for label, runs in cells.items():
+                for r, folder in zip(runs.results, runs.folders):
+                    w.writerow([name, label, r["seed"], str(folder), r["best_epoch"], r["epochs_run"], r["stopped"],
+                                f"{r['seconds']['per_epoch_mean']:.2f}", f"{r['val'].get('recall@20', float('nan')):.5f}",
+                                *[f"{r['test'][k]:.5f}" for _, k in METRICS]])
+
+
+def experiment_notes(datasets: Dict[str, Dict[str, CellRuns]], extra: str) -> List[str]:
+    """Per dataset: features, comparability, cost; and the shared options."""
+    notes = ["Test metrics (%) at each run's best validation Recall@20, mean ± sample std over the seeds "
+             "(full ranking over all items, training items masked)."]
+    for name, cells in datasets.items():
+        runs = [r for c in cells.values() for r in c.results]
+        seeds = sorted({r["seed"] for r in runs})
+        notes.append(f"{name}: features {features_line(runs)}; seeds {seeds}. {comparability(runs)} "
+                     f"Cost: {cost_line(runs)}.")
+    if extra.strip():
+        notes.append(f"Options given to every run: `{extra.strip()}`.")
+    return notes
+
+
+def add_verdicts(rows: List[List[str]], datasets: Dict[str, Dict[str, CellRuns]], header: str,
+                 verdict: Callable[[Dict[str, CellRuns], str], str]) -> List[List[str]]:
+    """Appends a column ``header`` to a :func:`metric_table`: ``verdict(cells, label)`` per dataset."""
+    rows[0].append(header)
+    for row in rows[1:]:
+        parts = [(f"{name}: " if len(datasets) > 1 else "") + verdict(cells, row[0]) for name, cells in datasets.items()]
+        row.append("; ".join(parts))
+    return rows
+
+
+def publish(out: Path, stem: str, rows: Sequence[Sequence[str]], datasets: Dict[str, Dict[str, CellRuns]],
+            extra: str, more_notes: Sequence[str] = ()) -> None:
+    """Writes ``out/<stem>.md``, ``.csv`` and ``_runs.csv`` (with the shared notes) and prints the Markdown."""
+    write_table(out, stem, rows, experiment_notes(datasets, extra) + list(more_notes))
+    write_runs(out, stem, datasets)
+    print((out / f"{stem}.md").read_text())

@@ -1,0 +1,266 @@
+"""The ID-embedding analysis of the paper's section 2 (Figures 2–5) on trained runs, with numbers beside the pictures.
+
+    python -m experiments.id_analysis --run runs/store/ml-100k/idsf-seed0-... --run ...seed1-... --run ...seed2-...
+    python -m experiments.id_analysis --run RUN --users 10 --max-items 8 --sample-seed 0 --out runs/id_analysis
+
+For each run (an IDSF run folder; other models give their final item embeddings only) the item
+representations are
+
+* ``id:<m>``: the modality-specific item ID embedding :math:`\\mathbf{e}_i^{mid}` (the paper's "pre-trained IDs"),
+* ``raw:<m>``: the modality's input features (Sentence-BERT text, knowledge-graph reduction, ...),
+* ``content:<m>`` / ``enhanced:<m>``: the projected features :math:`\\mathbf{e}_i^m` before and the
+  enhanced :math:`\\mathbf{e}_i^{m'}` after the ID attention of eq. (1) (Figure 5's "before/after"),
+* ``fused``: :math:`\\mathbf{e}_i^c` of eq. (2); ``item``: the final item embedding of eq. (11).
+
+Two measurements, both against a chance level, so that the pictures' claim ("items of the same user lie
+together") is a number with a spread over the runs (seeds):
+
+* **catalog co-interaction@10**: over all items, the share of each item's 10 nearest items (cosine) that
+  some training user interacted with together with it; chance = the share among all other items;
+* **sample same-user@k**: the appendix's sample (``--users`` random training users with 2..``--max-items``
+  training items each, no item shared between them); the share of each sampled item's k = min(10, n-1)
+  most similar sampled items that belong to its user; chance = (own group - 1) / (n - 1).
+
+Figures (first run only, the sample): ``fig2_<rep>.png`` 2-D maps coloured by user (exact t-SNE in numpy,
+perplexity 5; the paper used UMAP, which is not a dependency of this project) for the IDs and for
+before/after enhancement (Figure 5), ``fig3_<rep>.png`` / ``fig4_<rep>.png`` the paper's heat maps (cosine
+similarity of the sampled items ordered by user, all but each row's top 10 set to 0, min-max normalized) of the
+IDs and of the raw features. Writes OUT/id_analysis.md, id_analysis.csv, id_analysis.json and the PNGs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+
+from experiments.grid import fmt, markdown, mean_std
+from experiments.plot import heatmap, scatter_plot
+from idsf_pyg.cli import DEBUG_HELP, entry_point
+from idsf_pyg.data.graph import EDGE
+from idsf_pyg.errors import ConfigError
+from idsf_pyg.io import atomic_open, write_json, write_text
+from idsf_pyg.trained import load_run
+
+TOP = 10
+
+
+# ------------------------------------------------------------------------------------- representations
+@torch.no_grad()
+def representations(trained) -> Dict[str, np.ndarray]:
+    """Item representations of a trained run by name (see the module docstring)."""
+    model = trained.model.eval()
+    out: Dict[str, np.ndarray] = {}
+    if hasattr(model, "content") and hasattr(model, "item_id"):
+        e_c, parts, _ = model.content()
+        for m, (e_m, e_id, e_enh) in parts.items():
+            out[f"id:{m}"] = e_id
+            out[f"raw:{m}"] = model.raw_feature(m)
+            out[f"content:{m}"] = e_m
+            if not model.content_no_id:
+                out[f"enhanced:{m}"] = e_enh
+        out["fused"] = e_c
+    out["item"] = model.embed()[1]
+    return {k: v.detach().cpu().double().numpy() for k, v in out.items()}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+# -------------------------------------------------------------------------------------------- measures
+def co_interaction(train_edge_index: torch.Tensor, num_users: int, num_items: int) -> torch.Tensor:
+    """``[I, I]`` bool: items i != j that share at least one training user."""
+    users, items = train_edge_index
+    a = torch.zeros(num_users, num_items, dtype=torch.float32)
+    a[users, items] = 1.0
+    co = (a.t() @ a) > 0
+    co.fill_diagonal_(False)
+    return co
+
+
+def catalog_neighbour_rate(x: np.ndarray, co: torch.Tensor, k: int = TOP, block: int = 2048) -> Tuple[float, float]:
+    """(share of each item's k nearest items by cosine that co-interact with it, the chance share)."""
+    xu = torch.from_numpy(_unit(x)).float()
+    n = xu.size(0)
+    hits = 0.0
+    for start in range(0, n, block):
+        sim = xu[start:start + block] @ xu.t()
+        rows = torch.arange(start, min(start + block, n))
+        sim[rows - start, rows] = -float("inf")      # not its own neighbour
+        top = sim.topk(k, dim=1).indices
+        hits += co[rows.unsqueeze(1), top].float().sum().item()
+    chance = co.float().sum().item() / (n * (n - 1))
+    return hits / (n * k), chance
+
+
+def sample_users(train_edge_index: torch.Tensor, num_users: int, users: int, max_items: int,
+                 seed: int) -> List[Tuple[int, List[int]]]:
+    """The appendix's sample: random training users (2..max_items training items each) whose item sets are
+    disjoint, in random order; ``[(user, items)]``."""
+    by_user: Dict[int, List[int]] = {}
+    for u, i in train_edge_index.t().tolist():
+        by_user.setdefault(u, []).append(i)
+    rng = np.random.default_rng(seed)
+    chosen, taken = [], set()
+    for u in rng.permutation(num_users).tolist():
+        items = sorted(by_user.get(u, []))
+        if 2 <= len(items) <= max_items and taken.isdisjoint(items):
+            chosen.append((u, items))
+            taken.update(items)
+            if len(chosen) == users:
+                return chosen
+    raise ConfigError(f"only {len(chosen)} users with 2..{max_items} training items and no item in common were "
+                      f"found (asked for {users}): raise --max-items or lower --users", "--users")
+
+
+def same_user_rate(x: np.ndarray, groups: np.ndarray) -> Tuple[float, float]:
+    """(share of each sampled item's k most similar sampled items in its own group, chance share)."""
+    n = len(groups)
+    k = min(TOP, n - 1)
+    sim = _unit(x) @ _unit(x).T
+    np.fill_diagonal(sim, -np.inf)
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    rate = float((groups[top] == groups[:, None]).mean())
+    sizes = np.bincount(groups)[groups]
+    return rate, float(((sizes - 1) / (n - 1)).mean())
+
+
+def topk_heat(x: np.ndarray, k: int = TOP) -> np.ndarray:
+    """The paper's heat map matrix: cosine similarity, all but each row's top k set to 0, then min-max
+    normalized over the kept values to [0, 1] (0 where dropped)."""
+    sim = _unit(x) @ _unit(x).T
+    keep = np.zeros_like(sim, dtype=bool)
+    idx = np.argsort(-sim, axis=1, kind="stable")[:, :min(k, len(sim))]
+    np.put_along_axis(keep, idx, True, axis=1)
+    vals = sim[keep]
+    lo, hi = vals.min(), vals.max()
+    out = np.zeros_like(sim)
+    out[keep] = (sim[keep] - lo) / (hi - lo) if hi > lo else 1.0
+    return out
+
+
+def tsne(x: np.ndarray, perplexity: float = 5.0, iters: int = 750, seed: int = 0) -> np.ndarray:
+    """Exact t-SNE (van der Maaten & Hinton 2008) of a few hundred points to 2-D, on cosine geometry
+    (rows unit-normalized), PCA initialization, early exaggeration 12 for 250 iterations."""
+    x = _unit(x)
+    n = len(x)
+    d2 = np.maximum(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1), 0.0)
+    p = np.zeros((n, n))
+    target = np.log(min(perplexity, (n - 1) / 3.0))
+    for i in range(n):   # binary search of each row's precision for the perplexity
+        lo, hi, beta = 0.0, np.inf, 1.0
+        row = np.delete(d2[i], i)
+        for _ in range(64):
+            w = np.exp(-(row - row.min()) * beta)
+            s = w.sum()
+            h = np.log(s) + beta * (w * (row - row.min())).sum() / s
+            if abs(h - target) < 1e-5:
+                break
+            if h > target:
+                lo, beta = beta, beta * 2 if hi == np.inf else (beta + hi) / 2
+            else:
+                hi, beta = beta, (beta + lo) / 2
+        p[i, np.arange(n) != i] = w / s
+    p = np.maximum((p + p.T) / (2 * n), 1e-12)
+    centered = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    y = centered @ vt[:2].T
+    y = y / (np.std(y[:, 0]) or 1.0) * 1e-4
+    rng = np.random.default_rng(seed)
+    y = y + rng.normal(scale=1e-6, size=y.shape)
+    velocity, gains = np.zeros_like(y), np.ones_like(y)
+    learning_rate = max(n / 12.0 / 4.0, 50.0)   # scikit-learn's 'auto' rule: large steps scatter small sets
+    for it in range(iters):
+        exaggeration = 12.0 if it < 250 else 1.0
+        diff = y[:, None, :] - y[None, :, :]
+        num = 1.0 / (1.0 + (diff ** 2).sum(-1))
+        np.fill_diagonal(num, 0.0)
+        q = np.maximum(num / num.sum(), 1e-12)
+        grad = 4.0 * (((exaggeration * p - q) * num)[:, :, None] * diff).sum(1)
+        momentum = 0.5 if it < 250 else 0.8
+        gains = np.where(np.sign(grad) != np.sign(velocity), gains + 0.2, gains * 0.8).clip(0.01)
+        velocity = momentum * velocity - learning_rate * gains * grad
+        y = y + velocity
+        y = y - y.mean(0)
+    return y
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m experiments.id_analysis", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", action="append", type=Path, required=True,
+                   help="a finished run folder (repeat for several seeds: the numbers become mean ± std)")
+    p.add_argument("--users", type=int, default=10, help="sampled users (default: %(default)s, the appendix's)")
+    p.add_argument("--max-items", type=int, default=8,
+                   help="most training items a sampled user may have (default: %(default)s; the paper's Baby sample "
+                        "had 43 items for 10 users)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the user sample (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs") / "id_analysis", help="output folder")
+    p.add_argument("--no-figures", action="store_true", help="numbers only")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    args = p.parse_args(argv)
+    if args.users < 2 or args.max_items < 2:
+        raise ConfigError("--users and --max-items must be >= 2", "--users")
+
+    per_run: List[Dict[str, Dict[str, float]]] = []
+    names: List[str] = []
+    sample = None
+    for n_run, folder in enumerate(args.run):
+        trained = load_run(folder)
+        data, model = trained.data, trained.model
+        ei = data[EDGE].edge_index
+        reps = representations(trained)
+        if n_run == 0:
+            names = list(reps)
+            co = co_interaction(ei, model.num_users, model.num_items)
+            sample = sample_users(ei, model.num_users, args.users, args.max_items, args.sample_seed)
+            order = np.array([i for _, items in sample for i in items])
+            groups = np.array([g for g, (_, items) in enumerate(sample) for _ in items])
+            first_data = trained.config.dataset
+        elif list(reps) != names or trained.config.dataset != first_data:
+            raise ConfigError(f"{folder}: not the same model and dataset as {args.run[0]} (compare seeds of one "
+                              "configuration)", "--run")
+        row = {}
+        for name, x in reps.items():
+            rate, chance = catalog_neighbour_rate(x, co)
+            srate, schance = same_user_rate(x[order], groups)
+            row[name] = {"catalog": rate, "catalog_chance": chance, "sample": srate, "sample_chance": schance}
+        per_run.append(row)
+        if n_run == 0 and not args.no_figures:
+            bounds = np.cumsum([len(items) for _, items in sample])[:-1].tolist()
+            legend = [f"user {u}" for u, _ in sample]
+            for name, x in reps.items():
+                slug = name.replace(":", "_")
+                if name.startswith(("id:", "content:", "enhanced:")):
+                    scatter_plot(args.out / f"fig2_{slug}.png", tsne(x[order], seed=args.sample_seed), groups,
+                                 title=f"{name} (t-SNE), {len(order)} items of {len(sample)} users", legend=legend)
+                if name.startswith(("id:", "raw:")):
+                    fig = "fig3" if name.startswith("id:") else "fig4"
+                    heatmap(args.out / f"{fig}_{slug}.png", topk_heat(x[order]), boundaries=bounds,
+                            title=f"{name}: top-{TOP} cosine, items by user")
+
+    summary = {name: {k: mean_std([r[name][k] * 100 for r in per_run]) for k in per_run[0][name]} for name in names}
+    header = ["representation", "catalog co-interaction@10 (%)", "chance (%)", f"sample same-user@{TOP} (%)",
+              "chance (%)"]
+    rows = [header] + [[name, fmt(*s["catalog"], 2), fmt(*s["catalog_chance"], 2), fmt(*s["sample"], 2),
+                        fmt(*s["sample_chance"], 2)] for name, s in summary.items()]
+    with atomic_open(args.out / "id_analysis.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    write_json(args.out / "id_analysis.json", {"runs": [str(r) for r in args.run], "sample_seed": args.sample_seed,
+                                               "sample": [{"user": u, "items": items} for u, items in sample],
+                                               "per_run": per_run})
+    notes = [f"Runs: {', '.join(str(r) for r in args.run)} (mean ± std over them).",
+             f"Sample: {len(sample)} users, {sum(len(i) for _, i in sample)} items (2..{args.max_items} training "
+             f"items each, disjoint), sample seed {args.sample_seed}."]
+    write_text(args.out / "id_analysis.md", markdown(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    print((args.out / "id_analysis.md").read_text())
+    return summary
+
+
+if __name__ == "__main__":
+    entry_point(main)

@@ -1,0 +1,100 @@
+"""Sensitivity to one hyper-parameter (the paper's Figures 7 and 8: γ and β), over several seeds, as plots.
+
+    python -m experiments.sweep --param gamma --values 0,0.1,0.3,1.0 --dataset ml100k --jobs 2 --threads 1
+    python -m experiments.sweep --param beta --values 0,0.1,0.3,1.0 --dataset ml100k --jobs 2 --threads 1
+    python -m experiments.sweep --param gamma --values 0,0.1,0.3,0.5,1.0 --dataset baby,sports,clothing --device cuda
+
+Each value v trains the dataset config with ``--set PARAM=v`` for every seed (γ = 0 is the paper's
+"structure w/o ID" by another road, β = 0 its "content w/o contrast"); the value equal to the config's own
+is the same run as Table 3's IDSF row (shared run store, see experiments/grid.py). Writes OUT/<param>.md and
+.csv (mean ± std of the test metrics per value, and whether each value differs from the config's own value
+beyond the spread) and, per dataset, OUT/<param>_<dataset>_recall20.png and _ndcg20.png: test Recall@20 and
+NDCG@20 (%) against the value, with error bars of one standard deviation over the seeds.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict, List
+
+from experiments.grid import (METRICS, Cell, CellRuns, add_grid_options, cell_config, comparison, dataset_configs,
+                              fmt, parse_values, publish, run_cells)
+from experiments.plot import Series, line_plot
+from idsf_pyg.cli import entry_point
+from idsf_pyg.errors import ConfigError
+from idsf_pyg.train.config import TRAIN_FIELDS
+
+PLOTTED = [("Recall@20", "recall@20"), ("NDCG@20", "ndcg@20")]
+
+
+def label(param: str, value: float) -> str:
+    return f"{param}={value:g}"
+
+
+def config_value(config: Path, param: str, extra: str) -> float:
+    """The dataset config's own value of ``param`` (what the other experiments run)."""
+    cfg = cell_config(config, Cell("base"), 0, extra)
+    if param in TRAIN_FIELDS:
+        return getattr(cfg.train, param)
+    from idsf_pyg.train.config import full_model_args
+    args = full_model_args(cfg.model, cfg.model_args)
+    if param not in args:
+        raise ConfigError(f"{param!r} is neither a training setting nor an argument of {cfg.model!r} "
+                          f"(its arguments: {', '.join(sorted(args))})", "--param")
+    return args[param]
+
+
+def plot(path: Path, param: str, values: List[float], cells: Dict[str, CellRuns], dataset: str, metric: str,
+         key: str) -> None:
+    """One metric against the value, error bars of one std over the seeds (none with a single seed)."""
+    stats = [cells[label(param, v)].mean_std(key) for v in values]
+    means, stds = [m for m, _ in stats], [s if s == s else 0.0 for _, s in stats]
+    seeds = len(next(iter(cells.values())).results)
+    # the legend goes to the corner the line's right end leaves free
+    mid = (max(m + s for m, s in zip(means, stds)) + min(m - s for m, s in zip(means, stds))) / 2
+    line_plot(path, [Series(f"test {metric}", values, means, yerr=stds)],
+              title=f"{dataset}: {metric} vs {param} ({seeds} seeds)", xlabel=param, ylabel=f"{metric} (%)",
+              legend="lower right" if means[-1] > mid else "upper right")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m experiments.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--param", required=True, help="the hyper-parameter to vary (gamma, beta, tau, lr, ...)")
+    p.add_argument("--values", required=True, help="comma-separated values, e.g. 0,0.1,0.3,1.0")
+    add_grid_options(p, "sweep")
+    args = p.parse_args(argv)
+    values = sorted(parse_values(args.values, "--values"))
+    configs = dataset_configs(args.dataset)
+    own = {name: config_value(path, args.param, args.extra) for name, path in configs}
+    cells = [Cell(label(args.param, v), ("--set", f"{args.param}={v!r}")) for v in values]
+    datasets = run_cells(configs, cells, args, f"sweep {args.param}")
+
+    header = [args.param] + [f"{n} {h}" if len(datasets) > 1 else h for n in datasets for h, _ in METRICS]
+    header.append("R@20 vs the config's value")
+    rows = [header]
+    for v, cell in zip(values, cells):
+        row = [f"{v:g}"]
+        verdicts = []
+        for name, runs in datasets.items():
+            row += [fmt(*runs[cell.label].mean_std(k)) for _, k in METRICS]
+            ref = label(args.param, own[name])
+            verdict = ("(config value)" if v == own[name] else
+                       comparison(runs[cell.label].mean_std("recall@20"), runs[ref].mean_std("recall@20"))
+                       if ref in runs else f"config value {own[name]:g} not swept")
+            verdicts.append(f"{name}: {verdict}" if len(datasets) > 1 else verdict)
+        rows.append(row + ["; ".join(verdicts)])
+    notes = []
+    for name, runs in datasets.items():
+        pngs = []
+        for metric, key in PLOTTED:
+            png = args.out / f"{args.param}_{name}_{key.replace('@', '')}.png"
+            plot(png, args.param, values, runs, name, metric, key)
+            pngs.append(f"[{png.name}]({png.name})")
+        notes.append(f"Plots ({name}): {', '.join(pngs)}.")
+    publish(args.out, args.param, rows, datasets, args.extra, notes)
+    return datasets
+
+
+if __name__ == "__main__":
+    entry_point(main)
