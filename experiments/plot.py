@@ -245,7 +245,8 @@ def heatmap(path, matrix: np.ndarray, title: str = "", boundaries: Sequence[int]
     n = m.shape[0]
     cell = cell or max(1, size // n)
     pad_top, pad = 50, 20
-    canvas = Canvas(n * cell + 2 * pad, n * cell + pad_top + pad)
+    width = max(n * cell + 2 * pad, Canvas(1, 1).text_width(title) + 2 * pad)   # room for the title
+    canvas = Canvas(width, n * cell + pad_top + pad)
     dark = np.array((8, 48, 107), dtype=float)
     rgb = (255.0 - m[..., None] * (255.0 - dark)).round().astype(np.uint8)
     canvas.pixels[pad_top:pad_top + n * cell, pad:pad + n * cell] = np.repeat(np.repeat(rgb, cell, 0), cell, 1)

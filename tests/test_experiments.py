@@ -171,6 +171,16 @@ def test_sample_users_are_disjoint_and_within_bounds():
         assert not {0, 5} <= chosen
     with pytest.raises(Exception, match="only 3 users"):
         id_analysis.sample_users(edges, 6, users=4, max_items=2, seed=0)
+    # shared="first": user 1 ({1, 2, 3}) now fits beside user 0, keeping {2, 3}; the groups still partition
+    for seed in range(5):
+        sample = id_analysis.sample_users(edges, 6, users=4, max_items=3, seed=seed, shared="first")
+        taken = [i for _, its in sample for i in its]
+        assert len(sample) == 4 and len(taken) == len(set(taken)) and all(len(its) >= 2 for _, its in sample)
+        groups = dict(sample)
+        if 0 in groups and 1 in groups:   # user 0 came first (after user 1, it would keep {0} only: skipped)
+            assert groups[0] == [0, 1] and groups[1] == [2, 3]
+    assert any(set(dict(id_analysis.sample_users(edges, 6, 4, 3, seed, shared="first"))) >= {0, 1}
+               for seed in range(20))    # the case above happens
 
 
 def test_analysis_measures_against_brute_force():
@@ -185,20 +195,23 @@ def test_analysis_measures_against_brute_force():
         hits += sum(groups[j] == groups[i] for j in others)
     assert rate == pytest.approx(hits / 300) and chance == pytest.approx(4 / 29)
 
-    users = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
-    items = torch.tensor([0, 1, 2, 2, 3, 4, 5, 0])
-    co = id_analysis.co_interaction(torch.stack([users, items]), 3, 6)
-    pairs = {(0, 1), (0, 2), (1, 2), (2, 3), (4, 5), (0, 4), (0, 5)}
-    expected = torch.zeros(6, 6, dtype=torch.bool)
-    for a, b in pairs:
-        expected[a, b] = expected[b, a] = True
-    assert torch.equal(co, expected)
+    users = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3])
+    items = torch.tensor([0, 1, 2, 0, 1, 3, 4, 5, 0, 0, 1])
+    co = id_analysis.co_interaction(torch.stack([users, items]), 4, 6, k=1)
+    baskets = [{0, 1, 2}, {0, 1, 3}, {4, 5, 0}, {0, 1}]
+    count = np.array([[0 if i == j else sum(i in b and j in b for b in baskets) for j in range(6)] for i in range(6)])
+    expected = np.zeros((6, 6), dtype=bool)
+    for i in range(6):               # the most co-interacted items of i (ties kept), at least one user in common
+        best = count[i].max()
+        expected[i] = (count[i] == best) & (best > 0)
+    assert expected[0, 1] and not expected[0, 2] and expected[2, 0] and expected[2, 1]   # ties: 2 has {0, 1}
+    assert np.array_equal(co.numpy(), expected)
     feats = rng.normal(size=(6, 3))
     rate, chance = id_analysis.catalog_neighbour_rate(feats, co, k=2, block=4)   # blocks smaller than the catalog
     fu = feats / np.linalg.norm(feats, axis=1, keepdims=True)
     hits = sum(bool(expected[i, j]) for i in range(6)
                for j in sorted((j for j in range(6) if j != i), key=lambda j: -fu[i] @ fu[j])[:2])
-    assert rate == pytest.approx(hits / 12) and chance == pytest.approx(2 * len(pairs) / 30)
+    assert rate == pytest.approx(hits / 12) and chance == pytest.approx(expected.sum() / 30)
 
 
 def test_topk_heat_keeps_each_rows_top_values():
