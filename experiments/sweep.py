@@ -22,7 +22,7 @@ from experiments.grid import (METRICS, Cell, CellRuns, add_grid_options, cell_co
 from experiments.plot import Series, line_plot
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError
-from idsf_pyg.train.config import TRAIN_FIELDS
+from idsf_pyg.train.config import TRAIN_FIELDS, full_model_args
 
 PLOTTED = [("Recall@20", "recall@20"), ("NDCG@20", "ndcg@20")]
 
@@ -36,7 +36,6 @@ def config_value(config: Path, param: str, extra: str) -> float:
     cfg = cell_config(config, Cell("base"), 0, extra)
     if param in TRAIN_FIELDS:
         return getattr(cfg.train, param)
-    from idsf_pyg.train.config import full_model_args
     args = full_model_args(cfg.model, cfg.model_args)
     if param not in args:
         raise ConfigError(f"{param!r} is neither a training setting nor an argument of {cfg.model!r} "

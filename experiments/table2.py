@@ -26,7 +26,6 @@ from idsf_pyg.errors import ConfigError
 from idsf_pyg.models import MODELS
 
 ORDER = ["bpr", "ngcf", "lightgcn", "vbpr", "mmgcn", "grcn", "slmrec", "micro", "bm3", "freedom", "idsf"]
-CF = {"bpr", "ngcf", "lightgcn"}
 ROWS = [("Recall@10", "recall@10"), ("Precision@10", "precision@10"), ("NDCG@10", "ndcg@10"),
         ("Recall@20", "recall@20"), ("Precision@20", "precision@20"), ("NDCG@20", "ndcg@20")]
 LEGACY_ROWS = [("NDCG-legacy@10", "ndcg_legacy@10"), ("NDCG-legacy@20", "ndcg_legacy@20")]
