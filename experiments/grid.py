@@ -30,6 +30,8 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -195,6 +197,21 @@ def _train_job(job: Tuple[RunConfig, Path, str, Optional[int], bool]) -> Dict[st
     return train_in_store(*job)
 
 
+def _exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Worker initializer of ``--jobs N``: the worker exits when the command that spawned it is gone.
+
+    A command killed with SIGTERM (unlike Ctrl-C, which reaches the whole process group) would otherwise
+    leave its workers alive, each finishing its run and then the runs already queued to it, holding
+    their locks and the cores while a restarted command waits. Exiting mid-epoch loses nothing the
+    store cannot resume: checkpoints are written atomically and the lock dies with the process."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args: argparse.Namespace,
               tag: str) -> Dict[str, Dict[str, CellRuns]]:
     """Trains (or reads back) every cell of every dataset for every seed; ``{dataset: {label: CellRuns}}``.
@@ -226,7 +243,8 @@ def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args:
             report(job[1], train_in_store(*job))
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx, initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             for job, result in zip(jobs, pool.map(_train_job, jobs)):
                 report(job[1], result)
     out: Dict[str, Dict[str, CellRuns]] = {}

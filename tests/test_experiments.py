@@ -5,7 +5,13 @@ synthetic graph in seconds, and the pieces under them against independent refere
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +139,55 @@ def test_parallel_jobs_give_the_numbers_of_one_process(tmp_path):
     assert run_cli(table2.main, ["--models", "bpr,lightgcn"] + two) == 0
     a, b = (read_csv(tmp_path / d / "table2_runs.csv") for d in ("a", "b"))
     assert [r[:3] + r[8:] for r in a] == [r[:3] + r[8:] for r in b]
+
+
+def _lock_is_free(path: Path) -> bool:
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="needs Linux /proc/<pid>/task/<pid>/children to find (and clean up) the workers")
+def test_killed_command_takes_its_workers_with_it(tmp_path):
+    # Two endless runs (--epochs/--patience far beyond the test) on two workers; SIGTERM to the command
+    # alone must end the workers too: their runs' locks come free, and no queued run starts afterwards.
+    argv = [sys.executable, "-m", "experiments.table2", "--dataset", "synthetic", "--models", "bpr,lightgcn",
+            "--seeds", "0", "--jobs", "2", "--threads", "1", "--device", "cpu", "--store", str(tmp_path / "store"),
+            "--out", str(tmp_path / "out"), "--extra", "--epochs 100000 --patience 100000"]
+    cmd = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    children: list = []
+    try:
+        deadline = time.monotonic() + 180
+        logs: list = []
+        while time.monotonic() < deadline and cmd.poll() is None:
+            logs = [p for p in (tmp_path / "store").glob("*/*/train.log") if "epoch" in p.read_text()]
+            if len(logs) == 2:
+                break
+            time.sleep(0.5)
+        assert len(logs) == 2, "both runs should be training"
+        children = [int(p) for p in Path(f"/proc/{cmd.pid}/task/{cmd.pid}/children").read_text().split()]
+        cmd.send_signal(signal.SIGTERM)
+        cmd.wait(timeout=30)
+        locks = sorted((tmp_path / "store").glob("*/*.lock"))
+        assert len(locks) == 2
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(_lock_is_free(p) for p in locks):
+            time.sleep(0.5)
+        assert all(_lock_is_free(p) for p in locks), "a worker kept training after its command was killed"
+    finally:
+        if cmd.poll() is None:
+            cmd.kill()
+        for pid in children:  # never leave an endless worker behind, even when the test fails
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.mark.parametrize("command, argv, words", [
