@@ -155,7 +155,7 @@ def _lock_is_free(path: Path) -> bool:
                     reason="needs Linux /proc/<pid>/task/<pid>/children to find (and clean up) the workers")
 def test_killed_command_takes_its_workers_with_it(tmp_path):
     # Two endless runs (--epochs/--patience far beyond the test) on two workers; SIGTERM to the command
-    # alone must end the workers too: their runs' locks come free, and no queued run starts afterwards.
+    # alone must end the workers too, which frees their runs' locks (a surviving worker would hold its lock).
     argv = [sys.executable, "-m", "experiments.table2", "--dataset", "synthetic", "--models", "bpr,lightgcn",
             "--seeds", "0", "--jobs", "2", "--threads", "1", "--device", "cpu", "--store", str(tmp_path / "store"),
             "--out", str(tmp_path / "out"), "--extra", "--epochs 100000 --patience 100000"]
