@@ -1,7 +1,8 @@
 """The paper-experiment commands (Tables 2–4, the γ/β sweeps, the ID-embedding analysis) end to end on the
 synthetic graph in seconds, and the pieces under them against independent references: the shared run store
 (equal configurations are one run), mean ± std and the spread rule by hand, γ = 0 and β = 0 reproducing the
-"structure w/o ID" and "content w/o contrast" ablations exactly, the analysis measures by brute force."""
+"structure w/o ID" and "content w/o contrast" ablations exactly (so the store keeps one run for each pair), the
+analysis measures by brute force."""
 from __future__ import annotations
 
 import csv
@@ -23,6 +24,7 @@ from experiments.grid import (Cell, cell_config, comparability, config_digest, d
 from experiments.plot import COLORS, heatmap, scatter_plot
 from experiments.train import CONFIG_DIR
 from idsf_pyg.cli import run_cli
+from idsf_pyg.train import run
 from tests.test_bench import read_png
 
 SYNTHETIC = CONFIG_DIR / "synthetic.yaml"
@@ -65,6 +67,27 @@ def test_equal_configurations_share_one_store_folder(tmp_path):
                   cell_config(SYNTHETIC, Cell("g", ("--modalities", "view_a")), 0, "")):
         assert config_digest(other) != config_digest(base)
     assert store_folder(tmp_path, base).name.startswith("idsf-seed0-")
+
+
+def test_zero_weight_ablations_equal_their_zero_weights(tmp_path):
+    """The store keys "structure w/o ID" as γ = 0 and "content w/o contrast" as β = 0: trained apart, outside
+    the store, each pair gives the same numbers, which is what makes sharing one run honest."""
+    def trained(name: str, *options: str) -> dict:
+        cfg = cell_config(SYNTHETIC, Cell(name, options), 0, EXTRA)
+        return run(cfg, tmp_path / name, device="cpu", threads=1, progress=False, log=lambda s: None)
+
+    full = trained("full")
+    for switch, weight in (("structure_no_id=true", "gamma=0"), ("no_contrast=true", "beta=0.0")):
+        by_switch = cell_config(SYNTHETIC, Cell("switch", ("--set", switch)), 0, EXTRA)
+        by_weight = cell_config(SYNTHETIC, Cell("weight", ("--set", weight)), 0, EXTRA)
+        assert config_digest(by_switch) == config_digest(by_weight)
+        a, b = trained(f"a-{switch}", "--set", switch), trained(f"b-{weight}", "--set", weight)
+        assert a["test"] == b["test"] and a["val"] == b["val"] and a["best_epoch"] == b["best_epoch"]
+        assert a["test"] != full["test"]   # the switch does change the model
+    # A non-zero weight with the switch off stays its own run, and so does the switch elsewhere.
+    base = cell_config(SYNTHETIC, Cell("idsf"), 0, EXTRA)
+    for options in (("--set", "gamma=0.0"), ("--set", "beta=0"), ("--set", "content_no_id=true")):
+        assert config_digest(cell_config(SYNTHETIC, Cell("other", options), 0, EXTRA)) != config_digest(base)
 
 
 def test_comparability_names_random_features_and_epoch_caps():
@@ -110,11 +133,16 @@ def test_table3_table4_and_sweeps_share_runs_and_summarize_them(tmp_path):
     assert single["config"]["model_args"]["modalities"] == ["view_a"]
     assert single["config"]["model_args"]["content_no_id"] and single["config"]["model_args"]["structure_no_id"]
 
-    # gamma = 0 is "structure w/o ID" and beta = 0 "content w/o contrast" by another road: equal numbers.
+    # gamma = 0 is "structure w/o ID" and beta = 0 "content w/o contrast" (one function, see
+    # test_zero_weight_ablations_equal_their_zero_weights): the sweeps read Table 3's runs back.
+    ablation_folders = [Path(r[3]) for label in ("structure w/o ID", "content w/o contrast") for r in runs[label]]
+    ablation_stamps = [(f / "results.json").stat().st_mtime_ns for f in ablation_folders]
     assert run_cli(sweep.main, ["--param", "gamma", "--values", "0,0.3"] + common(tmp_path, "sw")) == 0
     assert run_cli(sweep.main, ["--param", "beta", "--values", "0,0.3"] + common(tmp_path, "sw")) == 0
+    assert [(f / "results.json").stat().st_mtime_ns for f in ablation_folders] == ablation_stamps
     for param, ablation in (("gamma", "structure w/o ID"), ("beta", "content w/o contrast")):
         swept = runs_by_label(tmp_path / "sw" / f"{param}_runs.csv")
+        assert [Path(r[3]) for r in swept[f"{param}=0"]] == [Path(r[3]) for r in runs[ablation]]
         assert [r[9:] for r in swept[f"{param}=0"]] == [r[9:] for r in runs[ablation]]
         assert [Path(r[3]) for r in swept[f"{param}=0.3"]] == idsf_folders   # the config's value: the same runs
         table = read_csv(tmp_path / "sw" / f"{param}.csv")

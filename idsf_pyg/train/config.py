@@ -41,6 +41,10 @@ KEY_TRAIN_FIELDS = ("lr", "batch_size", "epochs", "eval_every", "patience", "sel
 #: Model arguments that change memory or speed, not the function computed (equal up to float rounding, as a
 #: change of device is): not part of the run key.
 NON_KEY_MODEL_ARGS = ("contrast_kernel", "contrast_block_size")
+#: Ablation switches that only set a weight to zero, keyed as that zero: per model, switch -> (argument, value).
+#: IDSF's "structure w/o ID" is γ = 0 in eq. (7)–(8) and "content w/o contrast" is β = 0 in eq. (13): the model
+#: computes the same function either way, so Table 3's ablations and the sweeps' zero points are one run.
+ZERO_WEIGHT_SWITCHES = {"idsf": {"structure_no_id": ("gamma", 0.0), "no_contrast": ("beta", 0.0)}}
 SAMPLERS = ("edges", "users")
 AMP_MODES = ("none", "bf16")
 METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
@@ -351,6 +355,9 @@ def key_material(cfg: RunConfig, fingerprint: str, feature_sources: Mapping[str,
     """What defines a run's numbers (not where its files are, the device, threads or progress bars)."""
     train = asdict(cfg.train)
     args = {k: v for k, v in full_model_args(cfg.model, cfg.model_args).items() if k not in NON_KEY_MODEL_ARGS}
+    for switch, (weight, zero) in ZERO_WEIGHT_SWITCHES.get(cfg.model, {}).items():
+        if args.get(switch) or args.get(weight) == 0:   # also "--set gamma=0" (an int) as 0.0
+            args.update({switch: False, weight: zero})
     return {"model": cfg.model, "model_args": args,
             "train": {k: train[k] for k in KEY_TRAIN_FIELDS}, "split_seed": cfg.split_seed,
             "edge_weight": cfg.edge_weight,
