@@ -10,10 +10,10 @@ run's numbers (model and all its arguments with defaults filled in, training set
 split seed, feature specs). So the full IDSF of Table 3, the "enhanced fused" row of Table 4, γ = 0.3 of
 the γ sweep and IDSF's column of Table 2 are one run, trained by whichever command gets there first and
 read back by the others; so are Table 3's "structure w/o ID" and "content w/o contrast" and the sweeps'
-γ = 0 and β = 0 (the same function: :data:`~idsf_pyg.train.config.ZERO_WEIGHT_SWITCHES`). A finished run is read back only when its run key (which adds the data
-fingerprint and the features' sources) equals this one's; an interrupted one resumes from its checkpoint;
-a run folder that holds another key (the data changed under the same specs) is refused with the
-difference named, ``--overwrite`` retrains it. A lock file per run lets two commands (or ``--jobs`` worker
+γ = 0 and β = 0 (the same function: :data:`~idsf_pyg.train.config.ZERO_WEIGHT_SWITCHES`). A finished run
+is read back only when its run key (which adds the data fingerprint and the features' sources) equals
+this one's; an interrupted one resumes from its checkpoint; a run folder that holds another key (the data
+changed under the same specs) is refused with the difference named, ``--overwrite`` retrains it. A lock file per run lets two commands (or ``--jobs`` worker
 processes) share the store without training a run twice.
 
 **Honest summaries.** Every table cell is the mean ± sample standard deviation over the seeds of the
