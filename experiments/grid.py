@@ -13,8 +13,9 @@ read back by the others; so are Table 3's "structure w/o ID" and "content w/o co
 γ = 0 and β = 0 (the same function: :data:`~idsf_pyg.train.config.ZERO_WEIGHT_SWITCHES`). A finished run
 is read back only when its run key (which adds the data fingerprint and the features' sources) equals
 this one's; an interrupted one resumes from its checkpoint; a run folder that holds another key (the data
-changed under the same specs) is refused with the difference named, ``--overwrite`` retrains it. A lock file per run lets two commands (or ``--jobs`` worker
-processes) share the store without training a run twice.
+changed under the same specs) is refused with the difference named, ``--overwrite`` retrains it. A lock
+file per run lets two commands (or ``--jobs`` worker processes) share the store without training a run
+twice.
 
 **Honest summaries.** Every table cell is the mean ± sample standard deviation over the seeds of the
 test metrics, each read once at that run's best validation epoch. Two cells are called different only
