@@ -23,6 +23,11 @@ together") is a number with a spread over the runs (seeds):
   first sampled user); the share of each sampled item's k = min(10, n-1)
   most similar sampled items that belong to its user; chance = (own group - 1) / (n - 1).
 
+And how much each modality's enhanced representation takes from its ID embedding: the attention weights
+of eq. (2), :math:`\\alpha_i^{mid}` of the Text/Visual Attention averaged over the items (and the share of items
+where the ID gets more than half), and the VT Attention's :math:`\\alpha_i^m` over the modalities, per run, as
+mean ± std over the runs (``id_analysis_attention.csv``; the paper reports none of them).
+
 Figures (first run only, the sample): ``fig2_<rep>.png`` 2-D maps coloured by user (exact t-SNE in numpy,
 perplexity 5; the paper used UMAP, which is not a dependency of this project) for the IDs and for
 before/after enhancement (Figure 5), ``fig3_<rep>.png`` / ``fig4_<rep>.png`` the paper's heat maps (cosine
@@ -67,6 +72,28 @@ def representations(trained) -> Dict[str, np.ndarray]:
         out["fused"] = e_c
     out["item"] = model.embed()[1]
     return {k: v.detach().cpu().double().numpy() for k, v in out.items()}
+
+
+@torch.no_grad()
+def attention_weights(trained) -> Dict[str, float]:
+    r"""The content module's attention weights of eq. (2), averaged over the items: per modality ``m``
+    ``"id weight:<m>"`` (mean :math:`\alpha_i^{mid}` against :math:`\alpha_i^m` in eq. (1)) and
+    ``"id majority:<m>"`` (share of items with :math:`\alpha_i^{mid} > 0.5`); with several modalities
+    ``"fusion weight:<m>"`` (mean weight of :math:`\mathbf{e}_i^{m'}` in the VT Attention). Empty for a
+    model without ID-enhanced content (another model, ``no_content``/``content_no_id`` variants)."""
+    model = trained.model.eval()
+    if not (hasattr(model, "content") and hasattr(model, "item_id")) or model.content_no_id or model.no_content:
+        return {}
+    _, _, alphas = model.content()
+    out: Dict[str, float] = {}
+    for m in model.modalities:
+        id_weight = alphas[m][:, 1]        # eq. (1)'s inputs are [e^m, e^mid], in that order
+        out[f"id weight:{m}"] = float(id_weight.mean())
+        out[f"id majority:{m}"] = float((id_weight > 0.5).double().mean())
+    if len(model.modalities) > 1:
+        for j, m in enumerate(model.modalities):
+            out[f"fusion weight:{m}"] = float(alphas["fuse"][:, j].mean())
+    return out
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -227,6 +254,7 @@ def main(argv=None):
         raise ConfigError("--users and --max-items must be >= 2", "--users")
 
     per_run: List[Dict[str, Dict[str, float]]] = []
+    weights: List[Dict[str, float]] = []
     names: List[str] = []
     sample = None
     for n_run, folder in enumerate(args.run):
@@ -250,6 +278,7 @@ def main(argv=None):
             srate, schance = same_user_rate(x[order], groups)
             row[name] = {"catalog": rate, "catalog_chance": chance, "sample": srate, "sample_chance": schance}
         per_run.append(row)
+        weights.append(attention_weights(trained))
         if n_run == 0 and not args.no_figures:
             bounds = np.cumsum([len(items) for _, items in sample])[:-1].tolist()
             legend = [f"user {u}" for u, _ in sample]
@@ -270,14 +299,24 @@ def main(argv=None):
                         fmt(*s["sample_chance"], 2)] for name, s in summary.items()]
     with atomic_open(args.out / "id_analysis.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
+    weight_rows = [["attention weight (eq. 2)", "mean over items, % (runs: mean ± std)"]]
+    weight_rows += [[name, fmt(*mean_std([w[name] * 100 for w in weights]), 2)] for name in weights[0]]
+    if len(weight_rows) > 1:
+        with atomic_open(args.out / "id_analysis_attention.csv", "w", newline="") as f:
+            csv.writer(f).writerows(weight_rows)
     write_json(args.out / "id_analysis.json", {"runs": [str(r) for r in args.run], "sample_seed": args.sample_seed,
                                                "sample": [{"user": u, "items": items} for u, items in sample],
-                                               "per_run": per_run})
+                                               "per_run": per_run, "attention_weights": weights})
     notes = [f"Runs: {', '.join(str(r) for r in args.run)} (mean ± std over them).",
              f"Sample: {len(sample)} users, {sum(len(i) for _, i in sample)} items (users with 2..{args.max_items} "
              f"training items; " + ("no item shared" if args.shared == "refuse" else "an item shared with an earlier "
                                     "sampled user kept with that user only") + f"), sample seed {args.sample_seed}."]
-    write_text(args.out / "id_analysis.md", markdown(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    text = markdown(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    if len(weight_rows) > 1:
+        text += ("\n" + markdown(weight_rows) + "\n\n- id weight: the ID embedding's weight against the projected "
+                 "features in each modality's attention (eq. 1); id majority: the share of items where it is above "
+                 "one half; fusion weight: each enhanced modality's weight in the fusion.\n")
+    write_text(args.out / "id_analysis.md", text)
     print((args.out / "id_analysis.md").read_text())
     return summary
 

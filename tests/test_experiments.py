@@ -25,6 +25,7 @@ from experiments.plot import COLORS, heatmap, scatter_plot
 from experiments.train import CONFIG_DIR
 from idsf_pyg.cli import run_cli
 from idsf_pyg.train import run
+from idsf_pyg.trained import load_run
 from tests.test_bench import read_png
 
 SYNTHETIC = CONFIG_DIR / "synthetic.yaml"
@@ -330,6 +331,26 @@ def test_id_analysis_end_to_end(tmp_path):
     assert saved["per_run"][0]["raw:view_a"] == saved["per_run"][1]["raw:view_a"]   # fixed features: seed-free
     for png in ("fig2_id_view_a.png", "fig2_enhanced_view_b.png", "fig3_id_view_a.png", "fig4_raw_view_b.png"):
         assert read_png(out / png).shape[0] > 100
+    # The attention weights, against eq. (2) computed by hand from each run's attention parameters.
+    for folder, weights in zip(folders, saved["attention_weights"]):
+        model = load_run(folder).model
+        with torch.no_grad():
+            def eq2(att, inputs):
+                scores = torch.stack([torch.tanh(e @ att.lin.weight.T + att.lin.bias) @ att.q for e in inputs], 1)
+                return torch.softmax(scores, dim=1)
+            enhanced = []
+            for m in ("view_a", "view_b"):
+                e_m, e_id = model.proj[m](model.raw_feature(m)), model.item_id[m].weight
+                alpha = eq2(model.enhance_att[m], [e_m, e_id])
+                assert weights[f"id weight:{m}"] == pytest.approx(alpha[:, 1].mean().item(), abs=1e-6)
+                assert weights[f"id majority:{m}"] == pytest.approx((alpha[:, 1] > 0.5).double().mean().item())
+                enhanced.append(alpha[:, :1] * e_m + alpha[:, 1:] * e_id)
+            fuse = eq2(model.fuse_att, enhanced)
+            for j, m in enumerate(("view_a", "view_b")):
+                assert weights[f"fusion weight:{m}"] == pytest.approx(fuse[:, j].mean().item(), abs=1e-6)
+    table = read_csv(out / "id_analysis_attention.csv")
+    assert [r[0] for r in table[1:]] == list(saved["attention_weights"][0])
+    assert "attention weight (eq. 2)" in (out / "id_analysis.md").read_text()
     assert run_cli(id_analysis.main, ["--run", str(tmp_path / "nothing"), "--out", str(out)]) == 2
 
 
