@@ -17,6 +17,11 @@ changed under the same specs) is refused with the difference named, ``--overwrit
 file per run lets two commands (or ``--jobs`` worker processes) share the store without training a run
 twice.
 
+**Partial tables.** ``--finished-only`` trains nothing: the tables are written from the runs already
+finished in the store (an experiment that spans several sessions or machines can be read at any point), a
+cell whose seeds have not all finished reads "not finished" and is named, with its count of finished seeds, in
+the notes; no mean is ever taken over fewer seeds than asked for.
+
 **Honest summaries.** Every table cell is the mean ± sample standard deviation over the seeds of the
 test metrics, each read once at that run's best validation epoch. Two cells are called different only
 when their means differ by more than the sum of their standard deviations (:func:`differs`); every table
@@ -44,7 +49,7 @@ from experiments.train import CONFIG_DIR, add_config_options, config_from_args
 from idsf_pyg.cli import DEBUG_HELP
 from idsf_pyg.errors import ConfigError
 from idsf_pyg.io import atomic_open, write_text
-from idsf_pyg.train import RunConfig, run
+from idsf_pyg.train import RunConfig, finished_run, run
 from idsf_pyg.train.config import key_material
 
 #: The metric columns of the paper's Tables 2–4, in their order: (header, results key).
@@ -62,6 +67,19 @@ class Cell:
     make its configuration from the dataset config."""
     label: str
     argv: Tuple[str, ...] = ()
+
+
+#: What a table shows for a cell whose seeds have not all finished (``--finished-only``).
+NOT_FINISHED = "not finished"
+
+
+class GridResults(dict):
+    """``{dataset: {label: CellRuns}}`` of :func:`run_cells`, holding only cells whose seeds all finished;
+    ``unfinished`` names the others (``--finished-only``) as ``"<dataset> <label>: k of n seeds finished"``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unfinished: List[str] = []
 
 
 @dataclass
@@ -97,6 +115,9 @@ def add_grid_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs trained at once, each in its own process (default: %(default)s; on a CPU, e.g. "
                         "--jobs 2 --threads 1 on 2 cores)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: write the tables from the runs already finished in --store; cells whose "
+                        "seeds have not all finished read 'not finished' and are named in the notes")
     p.add_argument("--overwrite", action="store_true",
                    help="retrain a run whose folder holds a run of another key (e.g. the data changed)")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
@@ -215,9 +236,10 @@ def _exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
 
 
 def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args: argparse.Namespace,
-              tag: str) -> Dict[str, Dict[str, CellRuns]]:
+              tag: str) -> GridResults:
     """Trains (or reads back) every cell of every dataset for every seed; ``{dataset: {label: CellRuns}}``.
-    Every configuration is resolved and checked before the first run trains."""
+    Every configuration is resolved and checked before the first run trains. With ``args.finished_only``
+    nothing is trained and only the cells whose seeds all finished are returned (:class:`GridResults`)."""
     seeds = parse_seeds(args.seeds)
     if args.jobs < 1:
         raise ConfigError(f"must be >= 1, got {args.jobs}", "--jobs")
@@ -240,7 +262,13 @@ def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args:
               f"(best epoch {result['best_epoch']}, {result['stopped']}) [{time.perf_counter() - t0:.0f}s]",
               flush=True)
 
-    if args.jobs == 1 or len(jobs) == 1:
+    if getattr(args, "finished_only", False):
+        for cfg, folder, *_ in jobs:
+            done = finished_run(cfg, folder)
+            if done is not None:
+                results[folder] = done
+        print(f"[{tag}] --finished-only: {len(results)} of {len(unique)} runs finished, nothing trained", flush=True)
+    elif args.jobs == 1 or len(jobs) == 1:
         for job in jobs:
             report(job[1], train_in_store(*job))
     else:
@@ -249,11 +277,14 @@ def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args:
                                  initargs=(os.getpid(),)) as pool:
             for job, result in zip(jobs, pool.map(_train_job, jobs)):
                 report(job[1], result)
-    out: Dict[str, Dict[str, CellRuns]] = {}
-    for name, cell, cfg, folder in plan:
-        runs = out.setdefault(name, {}).setdefault(cell.label, CellRuns(cell, [], []))
-        runs.results.append(results[folder])
-        runs.folders.append(folder)
+    out = GridResults((name, {}) for name, _ in datasets)
+    for name, cell in ((name, cell) for name, _ in datasets for cell in cells):
+        folders = [folder for n, c, _, folder in plan if n == name and c == cell]
+        found = [f for f in folders if f in results]
+        if len(found) < len(folders):
+            out.unfinished.append(f"{name} {cell.label}: {len(found)} of {len(folders)} seeds finished")
+            continue
+        out[name][cell.label] = CellRuns(cell, [results[f] for f in folders], folders)
     return out
 
 
@@ -337,7 +368,7 @@ def metric_table(datasets: Dict[str, Dict[str, CellRuns]], labels: Sequence[str]
     for label in labels:
         row = [label]
         for cells in datasets.values():
-            row += [fmt(*cells[label].mean_std(key)) for _, key in METRICS]
+            row += [fmt(*cells[label].mean_std(key)) if label in cells else NOT_FINISHED for _, key in METRICS]
         rows.append(row)
     return rows
 
@@ -376,11 +407,18 @@ def experiment_notes(datasets: Dict[str, Dict[str, CellRuns]], extra: str) -> Li
              "(full ranking over all items, training items masked)."]
     for name, cells in datasets.items():
         runs = [r for c in cells.values() for r in c.results]
+        if not runs:
+            notes.append(f"{name}: no cell has finished all its seeds yet.")
+            continue
         seeds = sorted({r["seed"] for r in runs})
         notes.append(f"{name}: features {features_line(runs)}; seeds {seeds}. {comparability(runs)} "
                      f"Cost: {cost_line(runs)}.")
     if extra.strip():
         notes.append(f"Options given to every run: `{extra.strip()}`.")
+    unfinished = getattr(datasets, "unfinished", [])
+    if unfinished:
+        notes.append(f"Written with --finished-only; {NOT_FINISHED} (left out, no mean over fewer seeds): "
+                     + "; ".join(unfinished) + ".")
     return notes
 
 
@@ -389,7 +427,8 @@ def add_verdicts(rows: List[List[str]], datasets: Dict[str, Dict[str, CellRuns]]
     """Appends a column ``header`` to a :func:`metric_table`: ``verdict(cells, label)`` per dataset."""
     rows[0].append(header)
     for row in rows[1:]:
-        parts = [(f"{name}: " if len(datasets) > 1 else "") + verdict(cells, row[0]) for name, cells in datasets.items()]
+        parts = [(f"{name}: " if len(datasets) > 1 else "") + (verdict(cells, row[0]) if row[0] in cells else "—")
+                 for name, cells in datasets.items()]
         row.append("; ".join(parts))
     return rows
 

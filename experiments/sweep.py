@@ -17,8 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Dict, List
 
-from experiments.grid import (METRICS, Cell, CellRuns, add_grid_options, cell_config, comparison, dataset_configs,
-                              fmt, parse_values, publish, run_cells)
+from experiments.grid import (METRICS, NOT_FINISHED, Cell, CellRuns, add_grid_options, cell_config, comparison,
+                              dataset_configs, fmt, parse_values, publish, run_cells)
 from experiments.plot import Series, line_plot
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError
@@ -45,7 +45,9 @@ def config_value(config: Path, param: str, extra: str) -> float:
 
 def plot(path: Path, param: str, values: List[float], cells: Dict[str, CellRuns], dataset: str, metric: str,
          key: str) -> None:
-    """One metric against the value, error bars of one std over the seeds (none with a single seed)."""
+    """One metric against the value, error bars of one std over the seeds (none with a single seed); values
+    whose runs have not all finished (``--finished-only``) are left out."""
+    values = [v for v in values if label(param, v) in cells]
     stats = [cells[label(param, v)].mean_std(key) for v in values]
     means, stds = [m for m, _ in stats], [s if s == s else 0.0 for _, s in stats]
     seeds = len(next(iter(cells.values())).results)
@@ -76,15 +78,22 @@ def main(argv=None):
         row = [f"{v:g}"]
         verdicts = []
         for name, runs in datasets.items():
+            if cell.label not in runs:
+                row += [NOT_FINISHED] * len(METRICS)
+                verdicts.append(f"{name}: —" if len(datasets) > 1 else "—")
+                continue
             row += [fmt(*runs[cell.label].mean_std(k)) for _, k in METRICS]
             ref = label(args.param, own[name])
             verdict = ("(config value)" if v == own[name] else
                        comparison(runs[cell.label].mean_std("recall@20"), runs[ref].mean_std("recall@20"))
-                       if ref in runs else f"config value {own[name]:g} not swept")
+                       if ref in runs else
+                       f"config value {own[name]:g} {NOT_FINISHED if own[name] in values else 'not swept'}")
             verdicts.append(f"{name}: {verdict}" if len(datasets) > 1 else verdict)
         rows.append(row + ["; ".join(verdicts)])
     notes = []
     for name, runs in datasets.items():
+        if not runs:
+            continue
         pngs = []
         for metric, key in PLOTTED:
             png = args.out / f"{args.param}_{name}_{key.replace('@', '')}.png"

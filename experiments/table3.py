@@ -29,8 +29,11 @@ CELLS = [Cell("w/o content", ("--set", "no_content=true")),
 
 
 def versus_full(cells: Dict[str, CellRuns], label: str, key: str = "recall@20") -> str:
-    """How a row's ``key`` compares with the full IDSF's (beyond the summed std, or "within spread")."""
-    return "—" if label == FULL else comparison(cells[label].mean_std(key), cells[FULL].mean_std(key))
+    """How a row's ``key`` compares with the full IDSF's (beyond the summed std, or "within spread"); "—" for
+    IDSF itself or when IDSF has not finished (``--finished-only``)."""
+    if label == FULL or FULL not in cells:
+        return "—"
+    return comparison(cells[label].mean_std(key), cells[FULL].mean_std(key))
 
 
 def main(argv=None):

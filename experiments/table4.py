@@ -48,7 +48,7 @@ def dataset_modalities(config, extra: str) -> List[str]:
 def enhanced_vs_original(cells: Dict[str, CellRuns], label: str, key: str = "recall@20") -> str:
     """For an "enhanced X" row: how its ``key`` compares with "original X"; "—" for the original rows."""
     kind, _, what = label.partition(" ")
-    if kind != "enhanced":
+    if kind != "enhanced" or f"original {what}" not in cells:   # an original row, or it has not finished
         return "—"
     return comparison(cells[label].mean_std(key), cells[f"original {what}"].mean_std(key))
 

@@ -158,6 +158,42 @@ def test_table3_table4_and_sweeps_share_runs_and_summarize_them(tmp_path):
     assert "± " in read_csv(tmp_path / "t2" / "table2.csv")[4][2]
 
 
+def test_finished_only_reads_the_store_and_trains_nothing(tmp_path):
+    store = tmp_path / "store"
+
+    def finished_runs() -> int:
+        return len(list(store.rglob("results.json")))
+
+    # An empty store: every cell "not finished" and named with its count, nothing trained or started.
+    assert run_cli(table3.main, common(tmp_path, "t3") + ["--finished-only"]) == 0
+    rows = read_csv(tmp_path / "t3" / "table3.csv")
+    assert len(rows) == 6 and all(c == "not finished" for r in rows[1:] for c in r[1:7])
+    assert all(r[7] == "—" for r in rows[1:])
+    assert finished_runs() == 0 and not list(store.rglob("checkpoint.pt"))
+    assert "synthetic IDSF: 0 of 2 seeds finished" in (tmp_path / "t3" / "table3.md").read_text()
+
+    # BPR-MF finished for both seeds, LightGCN for one: BPR-MF's column is the training command's, to the
+    # digit; LightGCN's is left out (no mean over one seed of two) and named.
+    assert run_cli(table2.main, ["--models", "bpr"] + common(tmp_path, "full")) == 0
+    assert run_cli(table2.main, ["--models", "lightgcn"] + common(tmp_path, "one", seeds="0")) == 0
+    assert finished_runs() == 3
+    assert run_cli(table2.main, ["--models", "bpr,lightgcn", "--finished-only"] + common(tmp_path, "part")) == 0
+    full, part = (read_csv(tmp_path / d / "table2.csv") for d in ("full", "part"))
+    assert part[0] == full[0] == ["Dataset", "Metric(x100%)", "bpr", "Improve"]
+    assert part == full
+    assert "synthetic lightgcn: 1 of 2 seeds finished" in (tmp_path / "part" / "table2.md").read_text()
+
+    # A sweep with one value finished: its row as trained, the other "not finished", a plot of what finished.
+    assert run_cli(sweep.main, ["--param", "gamma", "--values", "0.3"] + common(tmp_path, "sw")) == 0
+    trained = read_csv(tmp_path / "sw" / "gamma.csv")
+    assert run_cli(sweep.main, ["--param", "gamma", "--values", "0,0.3", "--finished-only"]
+                   + common(tmp_path, "swp")) == 0
+    swept = read_csv(tmp_path / "swp" / "gamma.csv")
+    assert swept[1][:7] == ["0"] + ["not finished"] * 6 and swept[2] == trained[1]
+    assert (tmp_path / "swp" / "gamma_synthetic_recall20.png").is_file()
+    assert finished_runs() == 5
+
+
 def test_parallel_jobs_give_the_numbers_of_one_process(tmp_path):
     one = common(tmp_path, "a", seeds="0,1")
     one[one.index("--store") + 1] = str(tmp_path / "s1")

@@ -215,6 +215,24 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
     return result
 
 
+def finished_run(cfg: RunConfig, out: Path) -> Optional[Dict[str, Any]]:
+    """The results of the run of ``cfg`` finished in ``out``, or ``None`` when none has finished there (an
+    unstarted or interrupted run); nothing is trained. A finished run of another run key (the data or the
+    configuration changed) is refused with the difference named, as :func:`run` refuses it."""
+    done = RunFolder(out).finished()
+    if done is None:
+        return None
+    data = load_run_data(cfg)
+    fingerprint = describe(data)["fingerprint"]
+    key = run_key(cfg, fingerprint, data.feature_sources)
+    if done.get("run_key") != key:
+        material = key_material(cfg, fingerprint, data.feature_sources)
+        raise RunFolderError(f"{Path(out) / RESULTS} holds a run of another configuration: "
+                             f"{_describe_diff(done.get('key_material'), material)}; rerun without "
+                             "--finished-only and with --overwrite to replace it")
+    return done
+
+
 def _prepare_folder(folder: RunFolder, cfg: RunConfig, key: str, material: Dict[str, Any], reuse: bool,
                     overwrite: bool, resume: bool, checkpoint_every: int, log: Callable[[str], None]):
     """Checks ``folder`` against this run (finished results, a checkpoint of another configuration) and
