@@ -262,7 +262,7 @@ def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args:
               f"(best epoch {result['best_epoch']}, {result['stopped']}) [{time.perf_counter() - t0:.0f}s]",
               flush=True)
 
-    if getattr(args, "finished_only", False):
+    if args.finished_only:
         for cfg, folder, *_ in jobs:
             done = finished_run(cfg, folder)
             if done is not None:

@@ -158,7 +158,7 @@ def test_table3_table4_and_sweeps_share_runs_and_summarize_them(tmp_path):
     assert "± " in read_csv(tmp_path / "t2" / "table2.csv")[4][2]
 
 
-def test_finished_only_reads_the_store_and_trains_nothing(tmp_path):
+def test_finished_only_reads_the_store_and_trains_nothing(tmp_path, capsys):
     store = tmp_path / "store"
 
     def finished_runs() -> int:
@@ -192,6 +192,14 @@ def test_finished_only_reads_the_store_and_trains_nothing(tmp_path):
     assert swept[1][:7] == ["0"] + ["not finished"] * 6 and swept[2] == trained[1]
     assert (tmp_path / "swp" / "gamma_synthetic_recall20.png").is_file()
     assert finished_runs() == 5
+
+    # A finished run under another run key (here: a forged key) is refused by name, never read as this one.
+    results = Path(read_csv(tmp_path / "full" / "table2_runs.csv")[1][3]) / "results.json"
+    record = json.loads(results.read_text())
+    results.write_text(json.dumps({**record, "run_key": "another"}))
+    capsys.readouterr()
+    assert run_cli(table2.main, ["--models", "bpr", "--finished-only"] + common(tmp_path, "part")) == 2
+    assert str(results) in capsys.readouterr().err
 
 
 def test_parallel_jobs_give_the_numbers_of_one_process(tmp_path):
