@@ -57,7 +57,7 @@ METRICS = [("R@10", "recall@10"), ("P@10", "precision@10"), ("N@10", "ndcg@10"),
            ("R@20", "recall@20"), ("P@20", "precision@20"), ("N@20", "ndcg@20")]
 #: The paper's datasets: with their real feature files, a table's numbers can be set beside the paper's.
 PAPER_DATASETS = ("amazon2014/baby", "amazon2014/sports", "amazon2014/clothing")
-#: Epochs of an uncapped run (the paper's stopping rule: early stopping on validation, patience 20).
+#: Epochs of an uncapped run (the full stopping rule: early stopping on validation, patience 20 evaluations).
 UNCAPPED_EPOCHS = 1000
 
 
