@@ -18,7 +18,7 @@ import numpy as np
 
 from idsf_pyg.cli import DEBUG_HELP, entry_point
 from idsf_pyg.errors import OutputExistsError
-from idsf_pyg.io import write_json, write_text, write_with
+from idsf_pyg.io import writable_folder, write_json, write_text, write_with
 from idsf_pyg.trained import load_run
 
 FILES = ("user_embeddings.npy", "item_embeddings.npy", "user_ids.txt", "item_ids.txt", "export.json")
@@ -33,6 +33,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--overwrite", action="store_true", help="replace files exported earlier")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
+    writable_folder(args.out, "--out")
     existing = [str(args.out / f) for f in FILES if (args.out / f).exists()]
     if existing and not args.overwrite:
         raise OutputExistsError(f"outputs exist already: {', '.join(existing)} (pass --overwrite to replace them)")

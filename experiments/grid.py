@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from experiments.train import CONFIG_DIR, add_config_options, config_from_args
+from experiments.train import CONFIG_DIR, combine_options, config_from_args, parse_config_options, settings_of
 from idsf_pyg.cli import DEBUG_HELP
 from idsf_pyg.errors import ConfigError
 from idsf_pyg.io import atomic_open, write_text
@@ -159,16 +159,17 @@ def dataset_configs(text: str) -> List[Tuple[str, Path]]:
 
 
 def cell_config(config: Path, cell: Cell, seed: int, extra: str) -> RunConfig:
-    """A cell's configuration for one seed: the dataset config, ``--extra``, the cell's options, the seed
-    (the cell's options win over ``--extra``)."""
-    parser = argparse.ArgumentParser(prog="--extra", add_help=False)
-    add_config_options(parser)
-    argv = extra.split() + list(cell.argv) + ["--seed", str(seed)]
-    try:
-        ns = parser.parse_args(argv)
-    except SystemExit:
-        raise ConfigError(f"cannot parse {' '.join(argv)!r} as experiments.train options (cell "
-                          f"{cell.label!r})", "--extra") from None
+    """A cell's configuration for one seed: the dataset config, ``--extra``, the cell's options, the seed.
+    A setting that ``--extra`` and the cell both set is refused (one would silently override the other), and
+    so is a seed set by either (the seeds are ``--seeds``')."""
+    base = parse_config_options(extra.split(), "--extra")
+    own = parse_config_options(list(cell.argv), f"cell {cell.label!r}")
+    for ns, name in ((base, "--extra"), (own, f"cell {cell.label!r}")):
+        if "seed" in settings_of(ns):
+            raise ConfigError(f"{name} sets the training seed ({settings_of(ns)['seed']}), which --seeds sets for "
+                              "every run: give the seeds with --seeds", "--extra" if ns is base else "--param")
+    ns = combine_options(base, own, "--extra", f"cell {cell.label!r}")
+    ns.seed = seed
     return config_from_args(config, ns)
 
 

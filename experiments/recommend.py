@@ -27,9 +27,21 @@ def parse_users(args: argparse.Namespace) -> List[str]:
         users += [u.strip() for u in args.users.split(",") if u.strip()]
     if args.users_file:
         try:
-            users += [line.strip() for line in args.users_file.read_text().splitlines() if line.strip()]
+            raw = args.users_file.read_bytes()
         except OSError as e:
             raise ConfigError(f"cannot read {args.users_file} ({e.strerror or e})", "--users-file") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw[:e.start].count(b"\n") + 1
+            raise ConfigError(f"{args.users_file}, line {line}: not UTF-8 text (byte {e.start}); give one user id "
+                              "per line", "--users-file") from None
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if "\x00" in line:
+                raise ConfigError(f"{args.users_file}, line {lineno}: holds a NUL byte (a binary file?); give one "
+                                  "user id per line", "--users-file")
+            if line.strip():
+                users.append(line.strip())
     if not users:
         raise ConfigError("name at least one user (--users 0,1,2 or --users-file FILE)", "--users")
     return users

@@ -18,6 +18,7 @@ config or the options are reported in one line with exit status 2 (--debug shows
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -122,9 +123,19 @@ def model_config_file(model: str) -> Path:
 
 
 def preset_file(name: str) -> Path:
+    """A preset by name (a file of experiments/configs/presets/), or a YAML file given as a path on purpose
+    (ending in .yaml or .yml); anything else, such as ``../../x``, is refused."""
+    known = sorted(p.stem for p in (CONFIG_DIR / "presets").glob("*.yaml"))
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"no preset file {path}", "--preset")
+        return path
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        raise ConfigError(f"{name!r} is not a preset name (letters, digits, '-' and '_'; known: {', '.join(known)}); "
+                          "a preset file of your own is given as a path ending in .yaml", "--preset")
     path = CONFIG_DIR / "presets" / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (CONFIG_DIR / "presets").glob("*.yaml"))
         raise ConfigError(f"no preset {name!r} ({path}); known: {', '.join(known)}", "--preset")
     return path
 
@@ -194,17 +205,62 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
 
-def run_config(config: Path, args: argparse.Namespace, extra: List[str]) -> RunConfig:
-    """A driver's run: the config, ``extra`` options as experiments.train reads them, the run options."""
-    parser = argparse.ArgumentParser(prog="--extra", add_help=False)
+#: The dedicated options of add_config_options, by the setting each sets (``--set KEY=...`` sets KEY too).
+SETTING_OPTIONS = {"dataset": "--dataset", "model": "--model", "preset": "--preset", "modalities": "--modalities",
+                   "edge_weight": "--edge-weight", "seed": "--seed", "split_seed": "--split-seed", "epochs": "--epochs",
+                   "lr": "--lr", "batch_size": "--batch-size", "eval_every": "--eval-every", "patience": "--patience",
+                   "max_seconds": "--max-seconds", "mask_val_in_test": "--mask-val-in-test", "amp": "--amp"}
+
+
+def parse_config_options(argv: List[str], what: str) -> argparse.Namespace:
+    """``argv`` as the configuration options of experiments.train (``what`` names them in errors)."""
+    parser = argparse.ArgumentParser(prog=what, add_help=False)
     add_config_options(parser)
     try:
-        ns = parser.parse_args(args.extra.split() + extra)
+        return parser.parse_args(argv)
     except SystemExit:
-        raise ConfigError(f"cannot parse {args.extra!r} as experiments.train options", "--extra") from None
-    ns.seed = args.seed if ns.seed is None else ns.seed
-    if args.max_seconds is not None and ns.max_seconds is None:
-        ns.max_seconds = args.max_seconds
+        raise ConfigError(f"cannot parse {' '.join(argv)!r} as experiments.train options", what) from None
+
+
+def settings_of(ns: argparse.Namespace) -> Dict[str, str]:
+    """The settings parsed options set, each with the option that sets it (``{"epochs": "--epochs"}``)."""
+    out = {key: opt for key, opt in SETTING_OPTIONS.items() if getattr(ns, key) not in (None, False)}
+    out.update({k: f"--set {k}=..." for k in parse_assignments(ns.set, "--set")})
+    out.update({f"feature {k}": f"--feature {k}=..." for k in parse_assignments(ns.feature, "--feature")})
+    return out
+
+
+def combine_options(base: argparse.Namespace, own: argparse.Namespace, base_name: str, own_name: str
+                    ) -> argparse.Namespace:
+    """``own``'s settings over ``base``'s; a setting both set is refused (one of them would silently lose)."""
+    a, b = settings_of(base), settings_of(own)
+    both = sorted(set(a) & set(b))
+    if both:
+        k = both[0]
+        raise ConfigError(f"{base_name} sets {k} ({a[k]}), which {own_name} sets itself ({b[k]}): one would silently "
+                          f"override the other; drop it from {base_name}", "--extra")
+    merged = argparse.Namespace(**vars(base))
+    for key, value in vars(own).items():
+        if key in ("set", "feature"):
+            setattr(merged, key, list(getattr(base, key)) + list(value))
+        elif value not in (None, False):
+            setattr(merged, key, value)
+    return merged
+
+
+def run_config(config: Path, args: argparse.Namespace, extra: List[str]) -> RunConfig:
+    """A driver's run: the config, ``--extra``, the run's own options ``extra``, the driver's --seed and
+    --max-seconds. A setting given twice (``--extra "--epochs 5"`` and ``--grid epochs=...``, or ``--seed``
+    in ``--extra``) is refused instead of one of them silently winning."""
+    base = parse_config_options(args.extra.split(), "--extra")
+    own = parse_config_options(extra, "--grid")
+    ns = combine_options(base, own, "--extra", "--grid")
+    driver = parse_config_options(["--seed", str(args.seed)] + (["--max-seconds", str(args.max_seconds)]
+                                                                if args.max_seconds is not None else []), "--seed")
+    if "seed" in settings_of(ns):
+        raise ConfigError(f"{settings_of(ns)['seed']} sets the training seed, which this command's --seed sets: "
+                          "give it there (a seed is not a hyper-parameter to select on validation)", "--extra")
+    ns = combine_options(ns, driver, "--extra", "this command's --max-seconds")
     return config_from_args(config, ns)
 
 

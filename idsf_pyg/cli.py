@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any, Callable, List, Optional, Sequence
 
 from .errors import IDSFError
 
 DEBUG_FLAG = "--debug"
+#: Seconds a rank other than 0 waits on a user error for torchrun to stop it (rank 0 meets the same error,
+#: reports it and exits); a rank still running then reports its own error (one only it met).
+OTHER_RANK_WAIT_S = 30.0
 DEBUG_HELP = "show the Python traceback of an error instead of a one-line message (also IDSF_DEBUG=1)"
 
 
@@ -23,8 +27,17 @@ def debug_requested(argv: Sequence[str]) -> bool:
     return DEBUG_FLAG in argv or os.environ.get("IDSF_DEBUG", "") not in ("", "0")
 
 
+def other_rank() -> bool:
+    """Whether this process is a rank other than 0 of a ``torchrun`` job (``WORLD_SIZE`` > 1)."""
+    return os.environ.get("WORLD_SIZE", "1") not in ("", "1") and os.environ.get("RANK", "0") != "0"
+
+
 def run_cli(main: Callable[[Optional[List[str]]], Any], argv: Optional[Sequence[str]] = None) -> int:
-    """Runs ``main(argv)`` and returns the process exit status (0, 2 for user errors, 130 on Ctrl-C)."""
+    """Runs ``main(argv)`` and returns the process exit status (0, 2 for user errors, 130 on Ctrl-C).
+
+    Under ``torchrun`` every rank meets the same user error (the same options, or rank 0's error shared
+    with all): rank 0 reports it and exits, and torchrun stops the job; the other ranks wait for that
+    quietly, so that the error is printed once and no rank's exit cuts rank 0's report short."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
     try:
@@ -32,9 +45,12 @@ def run_cli(main: Callable[[Optional[List[str]]], Any], argv: Optional[Sequence[
     except IDSFError as e:
         if debug:
             traceback.print_exc()
+        elif other_rank():
+            time.sleep(OTHER_RANK_WAIT_S)
+            print(f"error (rank {os.environ.get('RANK')}): {e}", file=sys.stderr, flush=True)
         else:
             print(f"error: {e}", file=sys.stderr)
-            print(f"(add {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+            print(f"(add {DEBUG_FLAG} for the traceback)", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

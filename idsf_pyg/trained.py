@@ -8,22 +8,26 @@
 """
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import yaml
 from torch_geometric.data import HeteroData
 
 from .data.graph import EDGE, describe
 from .errors import ConfigError, RunFolderError
 from .models.base import Recommender
-from .train.config import RunConfig
-from .train.run import BEST, BEST_FORMAT, CONFIG, RESULTS, build_model, load_run_data, resolve_device
+from .train.checkpoint import describe_load_error
+from .train.config import RunConfig, run_key
+from .train.run import BEST_FORMAT, build_model, load_run_data, resolve_device
+from .train.run_folder import BEST, CHECKPOINT, CONFIG, MANIFEST, RESULTS, RunFolder
 
 PathLike = Union[str, Path]
+_INTERNAL_ID = re.compile(r"[0-9]+")
 
 
 @dataclass
@@ -51,11 +55,13 @@ class TrainedRun:
             return torch.tensor([lookup[str(u)] for u in users], dtype=torch.long)
         out = []
         for u in users:
-            try:
+            if isinstance(u, str) and _INTERNAL_ID.fullmatch(u):
                 idx = int(u)
-            except (TypeError, ValueError):
-                raise ConfigError(f"user {u!r} is not an internal id (an integer); with original ids, say so "
-                                  "(--original-ids)", "users") from None
+            elif isinstance(u, (int, np.integer)) and not isinstance(u, bool):
+                idx = int(u)
+            else:  # int() would also take "0_1", " 1", "+1" or other scripts' digits
+                raise ConfigError(f"user {u!r} is not an internal id (digits 0-9 only); with original ids, say so "
+                                  "(--original-ids)", "users")
             if not 0 <= idx < self.model.num_users:
                 raise ConfigError(f"unknown user {idx}: internal ids are 0..{self.model.num_users - 1}", "users")
             out.append(idx)
@@ -72,7 +78,12 @@ class TrainedRun:
                               "original_ids")
         index = self.internal_users(users, original_ids)
         exclude = self.data[EDGE].val_edge_index if exclude_val else None
-        items, _ = self.model.recommend(index, k, exclude_seen=exclude_seen, exclude=exclude, batch_size=batch_size)
+        items, scores = self.model.recommend(index, k, exclude_seen=exclude_seen, exclude=exclude,
+                                             batch_size=batch_size)
+        picked = scores[items >= 0]
+        if not bool(torch.isfinite(picked).all()):
+            raise RunFolderError(f"{self.folder}: the model scores some items NaN or infinite; its rankings are "
+                                 "meaningless (retrain the run)")
         out: Dict[Any, List[Any]] = {}
         for user, row in zip(users, items.tolist()):
             row = [i for i in row if i >= 0]
@@ -84,54 +95,81 @@ class TrainedRun:
         """``(user_embeddings [U, d], item_embeddings [I, d])``: a pair's score is their inner product."""
         self.model.eval()
         u, i = self.model.embed()
+        for name, x in (("user", u), ("item", i)):
+            if not bool(torch.isfinite(x).all()):
+                raise RunFolderError(f"{self.folder}: {int((~torch.isfinite(x)).sum())} {name} embedding values are "
+                                     "NaN or infinite (retrain the run)")
         return u.detach().cpu().float().numpy(), i.detach().cpu().float().numpy()
 
 
 def load_run(folder: PathLike, device: str = "cpu") -> TrainedRun:
     """Rebuilds the best model of a finished run folder on ``device``.
 
-    Reads ``config.yaml`` (the resolved configuration), loads the same data (its fingerprint must be
-    the one the run was trained on) and the weights of ``best.pt`` (``torch.load(weights_only=True)``).
-    Errors name what is missing or does not fit: no folder, no model, another version's model, data
-    that changed.
+    Every file is checked before it is used: against the folder's manifest (the files the run wrote, see
+    :mod:`idsf_pyg.train.run_folder`), for its fields, for one run key throughout (recomputed from
+    ``config.yaml`` and the data, compared with those recorded in ``best.pt``, ``results.json`` and the
+    manifest) and for finite weights. Each refusal names the file and what does not fit.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise RunFolderError(f"{folder}: no such run folder")
-    if not (folder / BEST).is_file():
+    path = Path(folder)
+    if not path.is_dir():
+        raise RunFolderError(f"{path}: no such run folder")
+    run_folder = RunFolder(path)
+    best_bytes = run_folder.read(BEST)
+    if best_bytes is None:
         hint = ("the run has not finished (a checkpoint is there: rerun its command to finish it)"
-                if (folder / "checkpoint.pt").is_file() else "it is not a finished run folder of experiments.train")
-        raise RunFolderError(f"{folder}: no trained model ({BEST} is missing): {hint}")
-    try:
-        saved = yaml.safe_load((folder / CONFIG).read_text())
-        cfg = RunConfig.from_dict(saved["config"], str(folder / CONFIG))
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise RunFolderError(f"{folder / CONFIG}: missing or unreadable run configuration ({e})") from None
-    try:
-        best = torch.load(folder / BEST, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or pickled code that weights_only refuses
-        raise RunFolderError(f"{folder / BEST}: cannot read the model ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(best, dict) or best.get("format") != BEST_FORMAT:
-        raise RunFolderError(f"{folder / BEST}: not a model file of this idsf-pyg version (format "
-                             f"{best.get('format') if isinstance(best, dict) else '?'}, expected {BEST_FORMAT}); "
-                             "retrain the run with this version")
-    if best.get("model") != cfg.model:
-        raise RunFolderError(f"{folder / BEST} holds a {best.get('model')!r} model but config.yaml says {cfg.model!r}")
+                if run_folder.file(CHECKPOINT).is_file() else "it is not a finished run folder of experiments.train")
+        raise RunFolderError(f"{path}: no trained model ({BEST} is missing): {hint}")
+    saved = run_folder.read_config()
+    if saved is None:
+        raise RunFolderError(f"{path / CONFIG}: missing; the run folder is incomplete")
+    cfg = RunConfig.from_dict(saved["config"], str(path / CONFIG))
+    best = read_best(path / BEST, best_bytes, cfg.model)
+    results = run_folder.finished()
     data = load_run_data(cfg)
-    recorded = (saved.get("key_material") or {}).get("data_fingerprint")
-    if recorded is not None and describe(data)["fingerprint"] != recorded:
-        raise RunFolderError(f"{folder}: the data at {cfg.dataset!r} is not the data this run was trained on (split "
+    info = describe(data)
+    recorded = saved["key_material"].get("data_fingerprint")
+    if info["fingerprint"] != recorded:
+        raise RunFolderError(f"{path}: the data at {cfg.dataset!r} is not the data this run was trained on (split "
                              "fingerprint differs); point $IDSF_DATA or the config at the original data")
+    key = run_key(cfg, info["fingerprint"], data.feature_sources)
+    keys = {CONFIG: saved["run_key"], BEST: best["run_key"], MANIFEST: (run_folder.manifest() or {}).get("run_key")}
+    if results is not None:
+        keys[RESULTS] = results["run_key"]
+    for name, other in keys.items():
+        if other != key:
+            raise RunFolderError(f"{path / name}: records run key {str(other)[:12]}, but config.yaml's configuration "
+                                 f"on this data gives {key[:12]}: the folder's files are not of one run")
     model = build_model(cfg, data)
     try:
         model.load_state_dict(best["state_dict"])
-    except RuntimeError as e:
-        raise RunFolderError(f"{folder / BEST} does not fit the {cfg.model!r} model of idsf-pyg "
-                             f"(saved by version {best.get('idsf_pyg')}): {str(e).splitlines()[0]}") from None
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise RunFolderError(f"{path / BEST} does not fit the {cfg.model!r} model of idsf-pyg "
+                             f"(saved by version {best.get('idsf_pyg')}): {str(e).strip().splitlines()[0]}") from None
     model = model.to(resolve_device(device)).eval()
-    results = None
-    if (folder / RESULTS).is_file():
-        import json
-        results = json.loads((folder / RESULTS).read_text())
-    return TrainedRun(folder, cfg, model, data, results, getattr(data, "user_ids", None),
+    return TrainedRun(path, cfg, model, data, results, getattr(data, "user_ids", None),
                       getattr(data, "item_ids", None))
+
+
+def read_best(path: Path, data: bytes, model: str) -> Dict[str, Any]:
+    """``best.pt``'s payload (weights only), its fields and the finiteness of its weights checked."""
+    try:
+        best = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or pickled code that weights_only refuses
+        raise RunFolderError(f"{path}: cannot read the model ({describe_load_error(e)})") from None
+    if not isinstance(best, dict) or best.get("format") != BEST_FORMAT:
+        raise RunFolderError(f"{path}: not a model file of this idsf-pyg version (format "
+                             f"{best.get('format') if isinstance(best, dict) else type(best).__name__!r}, expected "
+                             f"{BEST_FORMAT}); retrain the run with this version")
+    for field, kind in (("model", str), ("run_key", str), ("state_dict", dict)):
+        if not isinstance(best.get(field), kind):
+            raise RunFolderError(f"{path}, field '{field}': missing or not a {kind.__name__}")
+    if best["model"] != model:
+        raise RunFolderError(f"{path} holds a {best['model']!r} model but config.yaml says {model!r}")
+    for name, tensor in best["state_dict"].items():
+        if not isinstance(tensor, torch.Tensor):
+            raise RunFolderError(f"{path}, field 'state_dict.{name}': not a tensor")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise RunFolderError(f"{path}, field 'state_dict.{name}': {bad} of {tensor.numel()} values are NaN or "
+                                 "infinite; this model cannot rank")
+    return best

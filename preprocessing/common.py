@@ -7,9 +7,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from idsf_pyg.data.readers import sha256_file
 from idsf_pyg.errors import ConfigError, DataFormatError, OutputExistsError
-from idsf_pyg.io import write_json, write_with
+from idsf_pyg.io import sha256_file, write_json, write_with
 
 PathLike = Union[str, Path]
 

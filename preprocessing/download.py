@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,8 +28,8 @@ from typing import Any, Dict, List, Optional
 from tqdm.auto import tqdm
 
 from idsf_pyg.cli import DEBUG_HELP, entry_point
-from idsf_pyg.data.readers import sha256_file
 from idsf_pyg.errors import ConfigError, DataFormatError, DownloadError
+from idsf_pyg.io import sha256_file, writable_folder
 
 from .common import describe_input, write_manifest
 
@@ -153,9 +154,11 @@ def main(argv=None) -> Dict[str, Any]:
         raise ConfigError(f"{args.category!r} is not a category name of the site (e.g. Baby)", "--category")
     expected = read_hashes(args.hashes) if args.hashes else {}
     expected.update(parse_sha256_options(args.sha256))
-    if args.base_url.startswith("http://"):
-        print(f"warning: {args.base_url} is plain http; the files are checked only if digests are given")
-    args.out.mkdir(parents=True, exist_ok=True)
+    scheme = args.base_url.split(":", 1)[0].lower() if ":" in args.base_url else ""
+    if scheme in ("http", "file"):
+        print(f"warning: {args.base_url} is {'plain http' if scheme == 'http' else 'a local file:// address'}, not "
+              "the dataset's https site; the files are checked only if digests are given", file=sys.stderr)
+    writable_folder(args.out, "--out")
     paths, infos = [], []
     for name in file_names(args.category, kinds):
         base = args.base_url if args.base_url.endswith("/") else args.base_url + "/"

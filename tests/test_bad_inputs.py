@@ -21,6 +21,7 @@ import pytest
 from experiments import search, table2, train
 from idsf_pyg.cli import run_cli
 from preprocessing import download, image_features, interactions, text_features
+from tests.time_limits import hang_guard
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_USERS, NUM_ITEMS = 20, 30
@@ -212,7 +213,8 @@ CASES: List[Case] = [
     ("feature file missing", _train("--feature", "img=/nonexistent/img.npy"), ["/nonexistent/img.npy", "cannot read"]),
     ("dataset missing", _train("--dataset", "/nonexistent/data"), ["/nonexistent/data", "no such file"]),
     ("malformed edge-weight spec", _train("--edge-weight", "stars"), ["edge_weight", "recency:<half-life"]),
-    ("edge weights asked of a split without ratings", _train("--edge-weight", "rating"),
+    ("edge weights asked of a split without ratings", _train("--model", "lightgcn", "--set", "use_edge_weight=true",
+                                                             "--edge-weight", "rating"),
      ["5-core", "no ratings or timestamps"]),
     ("edge weights used but not loaded", _train("--model", "lightgcn", "--set", "use_edge_weight=true"),
      ["use_edge_weight", "no edge weights"]),
@@ -326,7 +328,7 @@ def test_debug_shows_the_traceback(ws, capsys):
 def test_real_command_line_prints_one_message(ws):
     write_config(ws, trian={"epochs": 3})
     proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config", str(ws / "config.yaml")],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, capture_output=True, text=True, timeout=hang_guard(300))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "unknown key" in proc.stderr and "trian" in proc.stderr

@@ -15,6 +15,7 @@ import pytest
 from experiments import bench
 from experiments.plot import COLORS, Series, line_plot
 from idsf_pyg.data import EDGE, ITEM, USER, make_scale_graph
+from tests.time_limits import hang_guard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +93,8 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     """The prepared GPU script, end to end with --device cpu --dry-run (synthetic data, one step each)."""
     env = {**os.environ, "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "experiments" / "gpu_check.sh"), "--device", "cpu", "--dry-run",
-                           "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+                           "--out", str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=hang_guard(600))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = (tmp_path / "gpu_check.md").read_text()
     assert "| cpu | all | none |" in report and "| cpu | batch | bf16 |" in report

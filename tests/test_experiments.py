@@ -27,6 +27,7 @@ from idsf_pyg.cli import run_cli
 from idsf_pyg.train import run
 from idsf_pyg.trained import load_run
 from tests.test_bench import read_png
+from tests.time_limits import hang_guard
 
 SYNTHETIC = CONFIG_DIR / "synthetic.yaml"
 EXTRA = "--epochs 2 --eval-every 1"
@@ -235,7 +236,7 @@ def test_killed_command_takes_its_workers_with_it(tmp_path):
                            stderr=subprocess.DEVNULL)
     children: list = []
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + hang_guard(180)
         logs: list = []
         while time.monotonic() < deadline and cmd.poll() is None:
             logs = [p for p in (tmp_path / "store").glob("*/*/train.log") if "epoch" in p.read_text()]
@@ -245,10 +246,10 @@ def test_killed_command_takes_its_workers_with_it(tmp_path):
         assert len(logs) == 2, "both runs should be training"
         children = [int(p) for p in Path(f"/proc/{cmd.pid}/task/{cmd.pid}/children").read_text().split()]
         cmd.send_signal(signal.SIGTERM)
-        cmd.wait(timeout=30)
+        cmd.wait(timeout=hang_guard(30))
         locks = sorted((tmp_path / "store").glob("*/*.lock"))
         assert len(locks) == 2
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + hang_guard(30)
         while time.monotonic() < deadline and not all(_lock_is_free(p) for p in locks):
             time.sleep(0.5)
         assert all(_lock_is_free(p) for p in locks), "a worker kept training after its command was killed"

@@ -15,6 +15,8 @@ import torch
 
 from experiments import table2
 from idsf_pyg.cli import run_cli
+from tests.forge import forge_manifest
+from tests.time_limits import hang_guard
 
 REPO = Path(__file__).resolve().parents[1]
 # The main command on the built-in synthetic dataset (IDSF), short, checkpoint every epoch. Two threads: the
@@ -40,7 +42,7 @@ def two_runs(tmp_path_factory):
     procs = [subprocess.Popen(command(root / name), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for name in ("a", "b")]
     for p in procs:
-        out, _ = p.communicate(timeout=600)
+        out, _ = p.communicate(timeout=hang_guard(600))
         assert p.returncode == 0, out
     return root
 
@@ -62,7 +64,7 @@ def test_same_seed_same_numbers_across_processes(two_runs):
 def test_killed_run_resumes_to_the_uninterrupted_numbers(two_runs, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(command(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt, epoch, deadline = out / "checkpoint.pt", 0, time.time() + 300
+    ckpt, epoch, deadline = out / "checkpoint.pt", 0, time.time() + hang_guard(300)
     try:
         while epoch < 2 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
@@ -74,19 +76,20 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(two_runs, tmp_path):
         assert proc.poll() is None, "the run ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.wait(timeout=60)
+        proc.wait(timeout=hang_guard(60))
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "results.json").exists()
     saved = torch.load(ckpt, weights_only=True)["state"]["epoch"]
     assert 2 <= saved < 8
 
     # Another configuration never continues this checkpoint.
-    other = subprocess.run(command(out, "--seed", "3"), cwd=REPO, capture_output=True, text=True, timeout=600)
+    other = subprocess.run(command(out, "--seed", "3"), cwd=REPO, capture_output=True, text=True,
+                           timeout=hang_guard(600))
     assert other.returncode == 2 and "checkpoint of another configuration" in other.stderr
     assert "train.seed: 0 -> 3" in other.stderr
 
     # The same command continues it, losing at most the epoch in flight.
-    resumed = subprocess.run(command(out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(command(out), cwd=REPO, capture_output=True, text=True, timeout=hang_guard(600))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming from {ckpt}: {saved} epochs done" in resumed.stdout
     r = json.loads((out / "results.json").read_text())
@@ -122,6 +125,9 @@ def test_finished_runs_are_reused_only_by_their_configuration(tmp_path, capsys):
     first["key_material"]["data_fingerprint"] = "an-older-split"
     done.write_text(json.dumps(first))
     capsys.readouterr()
+    assert run_cli(table2.main, argv) == 2
+    assert f"{done}: differs from what the run wrote" in capsys.readouterr().err   # an edit, refused first
+    forge_manifest(folder)   # as if that run had written it: refused for its key, the difference named
     assert run_cli(table2.main, argv) == 2
     assert "data_fingerprint: an-older-split ->" in capsys.readouterr().err
     assert run_cli(table2.main, argv + ["--overwrite"]) == 0

@@ -19,6 +19,8 @@ from idsf_pyg.cli import run_cli
 from idsf_pyg.data import EDGE, make_synthetic
 from idsf_pyg.errors import ConfigError, RunFolderError
 from idsf_pyg.models import MODELS
+from tests.forge import forge_manifest
+from tests.time_limits import hang_guard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,14 +163,17 @@ def test_bad_requests_are_clear_messages(idsf_run, tmp_path, capsys):
     # A model file of another version (another format, or weights that do not fit the model).
     other = tmp_path / "other"
     other.mkdir()
-    for f in ("config.yaml", "results.json"):
+    for f in ("config.yaml", "results.json", "manifest.json"):
         (other / f).write_text((idsf_run / f).read_text())
     best = torch.load(idsf_run / "best.pt", weights_only=True)
     torch.save({**best, "format": 99}, other / "best.pt")
+    fails(["--run", str(other), "--users", "0"], "best.pt: differs from what the run wrote")
+    forge_manifest(other)  # past the digests: the format check itself
     fails(["--run", str(other), "--users", "0"], "not a model file of this idsf-pyg version")
     state = dict(best["state_dict"])
     state["renamed.weight"] = state.pop(next(iter(state)))
     torch.save({**best, "state_dict": state}, other / "best.pt")
+    forge_manifest(other)
     fails(["--run", str(other), "--users", "0"], "does not fit the 'idsf' model")
     with pytest.raises(RunFolderError):
         load_run(other)
@@ -179,7 +184,7 @@ def test_bad_requests_are_clear_messages(idsf_run, tmp_path, capsys):
 def test_the_package_installs_only_the_library(tmp_path):
     """The wheel holds idsf_pyg and nothing named experiments/preprocessing; dependencies are ranges."""
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=hang_guard(300))
     if proc.returncode != 0 and "No module named" in proc.stderr:
         pytest.skip(f"cannot build a wheel offline here: {proc.stderr.strip().splitlines()[-1]}")
     assert proc.returncode == 0, proc.stderr

@@ -9,11 +9,11 @@ import numpy as np
 from torch_geometric.data import HeteroData
 
 from ..errors import ConfigError
+from ..io import sha256_file
 from .errors import DataFormatError
 from .graph import add_item_features, build_graph
 from .readers import (Interactions, SPLIT_LABELS, atomic_integer_ids, index_tokens, read_atomic_inter,
-                      feature_matrix_shape, read_feature_matrix, read_id_map, read_lattice_split,
-                      sha256_file)
+                      feature_matrix_shape, read_feature_matrix, read_id_map, read_lattice_split)
 from .split import random_split_per_user
 from .synthetic import make_synthetic
 
@@ -117,6 +117,13 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
                 row = int(np.argmax(values < 0))
                 raise DataFormatError(inter, f"rating {values[row]:g} is negative: edge weights must be >= 0",
                                       row + 2, "rating")
+            if weight_kind == "rating":
+                with np.errstate(over="ignore"):
+                    over = ~np.isfinite(values.astype(np.float32))
+                if over.any():
+                    row = int(np.argmax(over))
+                    raise DataFormatError(inter, f"rating {values[row]:g} overflows float32 (edge weights are "
+                                          "float32): rescale the ratings", row + 2, "rating")
         if atomic.labels is not None:
             users = atomic_integer_ids(inter, atomic.user_tokens, "userID")
             items = atomic_integer_ids(inter, atomic.item_tokens, "itemID")
@@ -152,6 +159,11 @@ def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] =
         splits = {k: Interactions(v.users, v.items, None if k != "train" else _weights(v.values, weight_kind,
                                                                                         half_life))
                   for k, v in splits.items()}
+        train_weights = splits["train"].values
+        if train_weights is not None and len(train_weights) and not (train_weights > 0).any():
+            raise DataFormatError(source, f"every training edge gets weight 0 from its {weight_kind} (all "
+                                  f"{len(train_weights)} of them): weighted propagation would carry nothing",
+                                  field=weight_kind)
     data = build_graph(splits, num_users, num_items, name=name, source=source)
     data.source = source
     data.user_ids, data.item_ids = id_maps["user"], id_maps["item"]

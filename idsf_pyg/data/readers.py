@@ -14,7 +14,6 @@ naming the file, line and field on bad input.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,15 +46,6 @@ class Interactions:
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
-
-
-def sha256_file(path: PathLike) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _parse_id(token, path: PathLike, line: Optional[int], field: str) -> int:

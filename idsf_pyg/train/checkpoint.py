@@ -9,10 +9,11 @@ containers only, no pickled code.
 """
 from __future__ import annotations
 
+import io
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -20,7 +21,27 @@ from torch import Tensor
 from ..errors import RunFolderError
 from ..io import write_with
 
+if TYPE_CHECKING:
+    from .run_folder import RunFolder
+
 CHECKPOINT_FORMAT = 1
+#: The fields of a checkpoint and their types (``best_state`` may also be ``None``).
+CHECKPOINT_FIELDS = {"format": int, "key": str, "model": dict, "optimizer": dict, "sampler_rng": Tensor,
+                     "torch_rng": Tensor, "cuda_rng": list, "state": dict, "best_state": dict}
+#: What torch's refusal of a file with pickled code means for a file of this project, in place of torch's
+#: advice (which suggests ``weights_only=False``: running whatever code the file holds).
+UNSAFE_FILE_ADVICE = ("it holds pickled Python objects that safe loading (weights_only=True) refuses; idsf-pyg never "
+                      "writes such files, so it was not written by this project: do not load it with "
+                      "weights_only=False unless you trust its source, since unpickling can run any code")
+
+
+def describe_load_error(e: Exception) -> str:
+    """One line for an exception of ``torch.load(weights_only=True)``, without torch's unsafe advice."""
+    text = str(e)
+    if "weights_only" in text or "Unsupported global" in text or "WeightsUnpickler" in text:
+        return UNSAFE_FILE_ADVICE
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(e).__name__}: {first[:300]}"
 
 
 @dataclass
@@ -60,8 +81,8 @@ class Checkpointer:
         every: Save after every ``every``-th epoch (and always when training stops).
     """
 
-    def __init__(self, path: Path, key: str, every: int = 1):
-        self.path, self.key, self.every = Path(path), key, every
+    def __init__(self, path: Path, key: str, every: int = 1, folder: Optional["RunFolder"] = None):
+        self.path, self.key, self.every, self.folder = Path(path), key, every, folder
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -82,11 +103,16 @@ class Checkpointer:
             "state": state.to_dict(),
             "best_state": best_state,
         }
-        write_with(self.path, lambda f: torch.save(payload, f))
+        if self.folder is not None:  # sealed in the run folder's manifest
+            self.folder.write(self.path.name, lambda f: torch.save(payload, f))
+        else:
+            write_with(self.path, lambda f: torch.save(payload, f))
 
     def load(self) -> Dict[str, Any]:
-        """The checkpoint's payload; :class:`RunFolderError` if it is unreadable or of another run."""
-        payload = read_checkpoint(self.path)
+        """The checkpoint's payload; :class:`RunFolderError` if it is unreadable, not the file the run wrote
+        (checked against the run folder's manifest), malformed or of another run."""
+        data = self.folder.read(self.path.name) if self.folder is not None else None
+        payload = read_checkpoint(self.path, data)
         if payload["key"] != self.key:
             raise RunFolderError(f"{self.path} belongs to another configuration (run key {payload['key'][:12]}, "
                                  f"this run {self.key[:12]}); use another --out or --overwrite")
@@ -94,25 +120,56 @@ class Checkpointer:
 
     @staticmethod
     def restore(payload: Dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                sampler_rng: torch.Generator) -> tuple:
-        """Puts a payload back into the live objects; returns ``(TrainState, best_state)``."""
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        sampler_rng.set_state(payload["sampler_rng"])
-        torch.set_rng_state(payload["torch_rng"])
+                sampler_rng: torch.Generator, source: Optional[Path] = None) -> tuple:
+        """Puts a payload back into the live objects; returns ``(TrainState, best_state)``. A payload that
+        does not fit them (another model size, missing state) is a :class:`RunFolderError`."""
+        try:
+            state = TrainState.from_dict(payload["state"])
+            _check_fits(payload["model"], model, "model")
+            if payload["best_state"] is not None:
+                _check_fits(payload["best_state"], model, "best_state")
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            sampler_rng.set_state(payload["sampler_rng"])
+            torch.set_rng_state(payload["torch_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise RunFolderError(f"{source or 'checkpoint'}: does not fit this run's model or trainer: "
+                                 f"{str(e).strip().splitlines()[0][:300]}; delete it or pass --overwrite to "
+                                 "start the run again") from None
         if payload["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        return TrainState.from_dict(payload["state"]), payload["best_state"]
+        return state, payload["best_state"]
 
 
-def read_checkpoint(path: Path) -> Dict[str, Any]:
-    """Loads a checkpoint file (weights only) and checks its format."""
+def _check_fits(state: Dict[str, Any], model: torch.nn.Module, name: str) -> None:
+    own = model.state_dict()
+    for k, v in own.items():
+        if k not in state:
+            raise KeyError(f"{name} lacks {k!r}")
+        if not isinstance(state[k], Tensor) or state[k].shape != v.shape:
+            shape = tuple(state[k].shape) if isinstance(state[k], Tensor) else type(state[k]).__name__
+            raise ValueError(f"{name}[{k!r}] has shape {shape}, the model {tuple(v.shape)}")
+
+
+def read_checkpoint(path: Path, data: Optional[bytes] = None) -> Dict[str, Any]:
+    """Loads a checkpoint (from ``data`` when given, the file's bytes already read) with weights only and
+    checks its format and fields."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or pickled code that weights_only refuses
-        raise RunFolderError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+        raise RunFolderError(f"{path}: cannot read the checkpoint ({describe_load_error(e)}); "
                              "delete it or pass --overwrite to start the run again") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise RunFolderError(f"{path}: not an idsf-pyg checkpoint of format {CHECKPOINT_FORMAT} (found {found!r})")
+    for name, kind in CHECKPOINT_FIELDS.items():
+        value = payload.get(name)
+        if not isinstance(value, kind) and not (name == "best_state" and value is None):
+            raise RunFolderError(f"{path}, field '{name}': missing or not a {kind.__name__} (a damaged or "
+                                 "foreign checkpoint); delete it or pass --overwrite to start the run again")
+    state = payload["state"]
+    known = {f.name for f in fields(TrainState)}
+    if set(state) - known or "epoch" not in state:
+        raise RunFolderError(f"{path}, field 'state': not this version's training state (fields "
+                             f"{sorted(state)}); delete it or pass --overwrite to start the run again")
     return payload

@@ -129,7 +129,12 @@ class RunConfig:
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], source: str = "config") -> "RunConfig":
         """Builds and validates a config from plain data (e.g. a run folder's ``config.yaml``)."""
+        if not isinstance(obj, Mapping):
+            raise ConfigError(f"must be a mapping of settings, got a {type(obj).__name__}", source=source)
         _check_keys(obj, DATASET_FILE_KEYS, source)
+        for sub in ("model_args", "train", "features"):
+            if obj.get(sub) is not None and not isinstance(obj[sub], Mapping):
+                raise ConfigError(f"must be a mapping, got {obj[sub]!r}", sub, source)
         train = _train_config(obj.get("train") or {}, source)
         cfg = cls(dataset=obj.get("dataset"), model=obj.get("model"), model_args=dict(obj.get("model_args") or {}),
                   train=train, features=dict(obj.get("features") or {}), split_seed=obj.get("split_seed", 0),
@@ -163,6 +168,12 @@ class RunConfig:
                 raise ConfigError(f"the spec of modality {name!r} must be a string (a .npy path, "
                                   f"'random:<dim>[:<std>]' or 'item-text-minilm'), got {spec!r}", "features", src)
         self.model_args = validate_model_args(self.model, self.model_args, src)
+        if self.edge_weight is not None and not full_model_args(self.model, self.model_args).get("use_edge_weight"):
+            users = ", ".join(sorted(m for m in MODELS if "use_edge_weight" in model_arg_defaults(m)))
+            why = ("add --set use_edge_weight=true to use them" if "use_edge_weight" in model_arg_defaults(self.model)
+                   else f"only {users} can use them (with use_edge_weight=true)")
+            raise ConfigError(f"{self.edge_weight!r} loads edge weights that model {self.model!r} would ignore "
+                              f"(they would change the run key, not the run): {why}", "edge_weight", src)
         self.train.validate(src)
         if self.train.amp != "none" and not MODELS[self.model].supports_amp:
             amp_models = ", ".join(sorted(m for m, cls in MODELS.items() if cls.supports_amp))

@@ -1,26 +1,20 @@
 """One training run from a :class:`~idsf_pyg.train.config.RunConfig` to a run folder.
 
-A run folder holds::
-
-    config.yaml      the resolved configuration and its key (written before training)
-    checkpoint.pt    the latest checkpoint while the run is going on (removed once it has finished)
-    best.pt          the best validation state (weights only), once finished
-    results.json     config, key, seed, data fingerprint, software, hardware, curve, val and test metrics
-    topk.csv         each test user's top-20 items (with save_topk)
-
-Rules that keep results honest: the folder is checked for writing before anything costly; a finished
-run is never overwritten without ``overwrite``; a checkpoint or results of another configuration (another
-key) are never resumed or reused; a checkpoint of the same configuration is resumed by default.
+The folder's files, its lock and its manifest are :mod:`idsf_pyg.train.run_folder`'s. Rules that keep
+results honest: one process writes a folder at a time (its lock, held for the whole run); the folder is
+checked for writing before anything costly; a finished run is never overwritten without ``overwrite``; a
+checkpoint or results of another configuration (another key) are never resumed or reused; a checkpoint
+of the same configuration is resumed by default; every file read back is checked against the manifest.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
-import json
+import io
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -31,51 +25,14 @@ import yaml
 
 from ..data import default_data_root, describe, load_dataset
 from ..errors import ConfigError, IDSFError, RunFolderError
-from ..io import atomic_open, write_json, write_text, write_with
 from .checkpoint import Checkpointer, cpu_state
 from .config import RunConfig, key_differences, key_material, run_key
 from .distributed import broadcast_error, from_environment, local_device
+from .run_folder import BEST, CHECKPOINT, CONFIG, RESULTS, TOPK, RunFolder
 from .trainer import set_seed, train, use_deterministic_algorithms
 
-RESULTS, CHECKPOINT, BEST, CONFIG, TOPK = "results.json", "checkpoint.pt", "best.pt", "config.yaml", "topk.csv"
 #: Format of best.pt: {"format", "idsf_pyg", "model", "run_key", "state_dict"}, loadable with weights_only=True.
 BEST_FORMAT = 1
-
-
-class RunFolder:
-    """The files of one run (see the module docstring)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def file(self, name: str) -> Path:
-        return self.path / name
-
-    def check_writable(self) -> None:
-        """Creates the folder and proves it can hold a file, before any training starts."""
-        if self.path.exists() and not self.path.is_dir():
-            raise RunFolderError(f"--out {self.path}: exists and is not a folder")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=self.path)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise RunFolderError(f"--out {self.path}: cannot write there ({e.strerror or e}); "
-                                 "choose a writable folder") from None
-
-    def finished(self) -> Optional[Dict[str, Any]]:
-        f = self.file(RESULTS)
-        if not f.is_file():
-            return None
-        try:
-            return json.loads(f.read_text())
-        except (OSError, ValueError) as e:
-            raise RunFolderError(f"{f}: unreadable results file ({e}); delete it or pass --overwrite") from None
-
-    def clear(self) -> None:
-        for name in (RESULTS, CHECKPOINT, BEST, TOPK):
-            self.file(name).unlink(missing_ok=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -157,13 +114,23 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
     if not lead:                           # one log, one set of files: rank 0's
         log, progress = (lambda s: None), False
     folder = RunFolder(out) if out is not None else None
-    error: Optional[BaseException] = None
-    if folder is not None and lead:
-        try:
-            folder.check_writable()
-        except IDSFError as e:
-            error = e
-    broadcast_error(shard, error)
+    with contextlib.ExitStack() as held:
+        error: Optional[BaseException] = None
+        if folder is not None and lead:  # the one writer, for the whole run
+            try:
+                held.enter_context(folder.writing(log))
+            except IDSFError as e:
+                error = e
+        broadcast_error(shard, error)
+        return _run_holding(cfg, folder, dev, shard, lead, progress=progress, save_topk=save_topk,
+                            overwrite=overwrite, resume=resume, reuse=reuse, deterministic=deterministic,
+                            checkpoint_every=checkpoint_every, log=log)
+
+
+def _run_holding(cfg: RunConfig, folder: Optional[RunFolder], dev: torch.device, shard, lead: bool, *,
+                 progress: bool, save_topk: bool, overwrite: bool, resume: bool, reuse: bool, deterministic: bool,
+                 checkpoint_every: int, log: Callable[[str], None]) -> Dict[str, Any]:
+    """:func:`run` once the folder's lock is held (by rank 0 under torchrun)."""
     use_deterministic_algorithms(deterministic)
 
     t0 = time.perf_counter()
@@ -217,9 +184,11 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
 
 def finished_run(cfg: RunConfig, out: Path) -> Optional[Dict[str, Any]]:
     """The results of the run of ``cfg`` finished in ``out``, or ``None`` when none has finished there (an
-    unstarted or interrupted run); nothing is trained. A finished run of another run key (the data or the
-    configuration changed) is refused with the difference named, as :func:`run` refuses it."""
-    done = RunFolder(out).finished()
+    unstarted or interrupted run); nothing is trained. The folder's files are checked against its manifest,
+    and a finished run of another run key (the data or the configuration changed) is refused with the
+    difference named, as :func:`run` refuses it."""
+    folder = RunFolder(out)
+    done = folder.finished()
     if done is None:
         return None
     data = load_run_data(cfg)
@@ -227,21 +196,33 @@ def finished_run(cfg: RunConfig, out: Path) -> Optional[Dict[str, Any]]:
     key = run_key(cfg, fingerprint, data.feature_sources)
     if done.get("run_key") != key:
         material = key_material(cfg, fingerprint, data.feature_sources)
-        raise RunFolderError(f"{Path(out) / RESULTS} holds a run of another configuration: "
+        raise RunFolderError(f"{folder.file(RESULTS)} holds a run of another configuration: "
                              f"{_describe_diff(done.get('key_material'), material)}; rerun without "
                              "--finished-only and with --overwrite to replace it")
+    _check_recorded_keys(folder, key)
     return done
+
+
+def _check_recorded_keys(folder: RunFolder, key: str) -> None:
+    """``config.yaml``'s and the manifest's run keys must be the results' (one run's files, not a mix)."""
+    recorded = {"config.yaml": (folder.read_config() or {}).get("run_key"),
+                "manifest.json": (folder.manifest() or {}).get("run_key")}
+    for name, other in recorded.items():
+        if other != key:
+            raise RunFolderError(f"{folder.file(name)}: records run key {str(other)[:12]}, but the run's results "
+                                 f"have {key[:12]}: the folder mixes two runs' files; retrain it with --overwrite")
 
 
 def _prepare_folder(folder: RunFolder, cfg: RunConfig, key: str, material: Dict[str, Any], reuse: bool,
                     overwrite: bool, resume: bool, checkpoint_every: int, log: Callable[[str], None]):
     """Checks ``folder`` against this run (finished results, a checkpoint of another configuration) and
     writes its ``config.yaml``; returns ``(finished results to reuse or None, checkpointer)``."""
-    done = folder.finished()
+    done = None if overwrite else folder.finished()
     if done is not None and reuse and done.get("run_key") == key:
+        _check_recorded_keys(folder, key)
         log(f"finished earlier with the same configuration: reading {folder.file(RESULTS)}")
         return done, None
-    if done is not None and not overwrite:
+    if done is not None:
         if done.get("run_key") == key:
             raise RunFolderError(f"{folder.file(RESULTS)}: this run has finished already (same configuration); "
                                  "pass --overwrite to train it again, or choose another --out")
@@ -250,9 +231,9 @@ def _prepare_folder(folder: RunFolder, cfg: RunConfig, key: str, material: Dict[
                              "replace it, or choose another --out")
     if overwrite:
         folder.clear()
-    checkpointer = Checkpointer(folder.file(CHECKPOINT), key, checkpoint_every)
+    checkpointer = Checkpointer(folder.file(CHECKPOINT), key, checkpoint_every, folder=folder)
     if checkpointer.exists():
-        previous = _read_yaml(folder.file(CONFIG))
+        previous = folder.read_config() or {}
         if previous.get("run_key") != key:
             raise RunFolderError(f"{folder.file(CHECKPOINT)} is a checkpoint of another configuration: "
                                  f"{_describe_diff(previous.get('key_material'), material)}; pass --overwrite "
@@ -260,32 +241,28 @@ def _prepare_folder(folder: RunFolder, cfg: RunConfig, key: str, material: Dict[
         if not resume:
             raise RunFolderError(f"{folder.file(CHECKPOINT)} exists: rerun without --no-resume to continue it, "
                                  "or pass --overwrite to start again")
-    write_text(folder.file(CONFIG), yaml.safe_dump({"run_key": key, "config": cfg.to_dict(),
-                                                    "key_material": material}, sort_keys=False))
+        checkpointer.load()  # checked now, before any rank trains: manifest, format, fields, run key
+    folder.set_run_key(key)
+    folder.write_text(CONFIG, yaml.safe_dump({"run_key": key, "config": cfg.to_dict(), "key_material": material},
+                                             sort_keys=False))
     return None, checkpointer
 
 
 def _write_results(folder: RunFolder, cfg: RunConfig, key: str, model, result: Dict[str, Any], topk) -> None:
     if topk is not None:
         top, users = topk
-        with atomic_open(folder.file(TOPK), "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["user_id", "item_ids"])
-            for u, row in zip(users.tolist(), top.tolist()):
-                w.writerow([u, " ".join(str(i) for i in row if i >= 0)])
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(["user_id", "item_ids"])
+        for u, row in zip(users.tolist(), top.tolist()):
+            w.writerow([u, " ".join(str(i) for i in row if i >= 0)])
+        folder.write_text(TOPK, text.getvalue())
     from .. import __version__
     best = {"format": BEST_FORMAT, "idsf_pyg": __version__, "model": cfg.model, "run_key": key,
             "state_dict": cpu_state(model)}
-    write_with(folder.file(BEST), lambda f: torch.save(best, f))
-    write_json(folder.file(RESULTS), result)
-    folder.file(CHECKPOINT).unlink(missing_ok=True)  # finished: results.json is the record now
-
-
-def _read_yaml(path: Path) -> Dict[str, Any]:
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
+    folder.write(BEST, lambda f: torch.save(best, f))
+    folder.write_json(RESULTS, result)
+    folder.remove(CHECKPOINT)  # finished: results.json is the record now
 
 
 def _describe_diff(old: Optional[Dict[str, Any]], new: Dict[str, Any]) -> str:

@@ -80,7 +80,7 @@ def train(model: Recommender, data: HeteroData, config: TrainConfig, device: tor
 
     state, best_state = TrainState(), None
     if checkpoint is not None and checkpoint.exists():
-        state, best_state = Checkpointer.restore(checkpoint.load(), model, opt, gen)
+        state, best_state = Checkpointer.restore(checkpoint.load(), model, opt, gen, checkpoint.path)
         state.resumed_at.append(state.epoch)
         log(f"resuming from {checkpoint.path}: {state.epoch} epochs done, best validation "
             f"{config.select_metric} {state.best_score:.5f} at epoch {state.best_epoch}"
