@@ -160,9 +160,9 @@ def read_best(path: Path, data: bytes, model: str) -> Dict[str, Any]:
         raise RunFolderError(f"{path}: not a model file of this idsf-pyg version (format "
                              f"{best.get('format') if isinstance(best, dict) else type(best).__name__!r}, expected "
                              f"{BEST_FORMAT}); retrain the run with this version")
-    for field, kind in (("model", str), ("run_key", str), ("state_dict", dict)):
-        if not isinstance(best.get(field), kind):
-            raise RunFolderError(f"{path}, field '{field}': missing or not a {kind.__name__}")
+    for name, kind in (("model", str), ("run_key", str), ("state_dict", dict)):
+        if not isinstance(best.get(name), kind):
+            raise RunFolderError(f"{path}, field '{name}': missing or not a {kind.__name__}")
     if best["model"] != model:
         raise RunFolderError(f"{path} holds a {best['model']!r} model but config.yaml says {model!r}")
     for name, tensor in best["state_dict"].items():

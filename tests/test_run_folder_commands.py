@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from idsf_pyg.train.checkpoint import Checkpointer
 from idsf_pyg.train.run_folder import MANIFEST
 from preprocessing import download
 from tests.forge import forge_manifest
-from tests.test_bad_inputs import NUM_ITEMS, NUM_USERS, good_split, interactions_of, write_config, write_split
+from tests.test_bad_inputs import NUM_USERS, good_split, interactions_of, write_config, write_split
 
 REPO = Path(__file__).resolve().parents[1]
 
