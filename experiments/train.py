@@ -95,9 +95,12 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=sorted(MODELS),
                    help="train another model on the config's dataset, with that model's defaults from "
                         "experiments/configs/models/<model>.yaml")
-    p.add_argument("--preset", metavar="NAME",
-                   help="apply experiments/configs/presets/NAME.yaml after the model's defaults: 'official' = "
-                        "every behaviour of the authors' IDSF code (see the file, one comment per line)")
+    p.add_argument("--preset", metavar="NAME", action="append",
+                   help="apply experiments/configs/presets/NAME.yaml after the model's defaults (repeatable, applied "
+                        "in order): 'official' = every behaviour of the authors' IDSF model and training code (see "
+                        "the file, one comment per line); 'official_stopping' = their stopping rule (validate every 5 "
+                        "epochs, stop 30 epochs after the best): --preset official --preset official_stopping is "
+                        "their whole protocol")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: a training one (lr, batch_size, epochs, patience, ...) or a model "
                         "argument, e.g. --set gamma=1.0 --set contrast_scope=batch --set lr=1e-3")
@@ -159,7 +162,7 @@ def config_from_args(config: Path, args: argparse.Namespace) -> RunConfig:
                               sets=sets, train=train, split_seed=args.split_seed,
                               modalities=[m.strip() for m in args.modalities.split(",") if m.strip()]
                               if args.modalities else None, edge_weight=args.edge_weight,
-                              preset_file=preset_file(args.preset) if args.preset else None)
+                              preset_file=[preset_file(name) for name in args.preset or []])
 
 
 def print_table(rows: List[Dict[str, Any]], ks) -> None:

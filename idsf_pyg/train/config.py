@@ -216,7 +216,8 @@ def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, mo
                        dataset: Optional[str] = None, features: Optional[Mapping[str, str]] = None,
                        sets: Optional[Mapping[str, Any]] = None, train: Optional[Mapping[str, Any]] = None,
                        split_seed: Optional[int] = None, modalities: Optional[Sequence[str]] = None,
-                       edge_weight: Optional[str] = None, preset_file: Optional[PathLike] = None) -> RunConfig:
+                       edge_weight: Optional[str] = None,
+                       preset_file: Union[PathLike, Sequence[PathLike], None] = None) -> RunConfig:
     """Resolves a run's configuration: defaults <- dataset YAML <- model YAML <- overrides.
 
     Args:
@@ -229,8 +230,8 @@ def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, mo
         train: Explicit training overrides (``--lr``, ``--epochs``, ...); ``None`` values are ignored.
         modalities: Subset of the graph's modalities for multimodal models (Table 4).
         edge_weight: Override the config's edge-weight spec (``rating``, ``recency:<days>``).
-        preset_file: A preset applied after the model's defaults: its ``model_args`` and ``train``
-            entries override them; its ``model`` (if any) must be the run's model.
+        preset_file: A preset (or a list of them, applied in order) applied after the model's defaults: its
+            ``model_args`` and ``train`` entries override them; its ``model`` (if any) must be the run's model.
     """
     src = str(config_file)
     raw = read_yaml(config_file, DATASET_FILE_KEYS)
@@ -248,14 +249,15 @@ def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, mo
             model_args = dict(mraw.get("model_args") or {})
             train_dict.update(mraw.get("train") or {})
             sources.append(str(model_file))
-    if preset_file is not None:
-        praw = read_yaml(preset_file, MODEL_FILE_KEYS)
+    presets = [] if preset_file is None else [preset_file] if isinstance(preset_file, (str, Path)) else preset_file
+    for preset in presets:  # in the order given, each over the one before
+        praw = read_yaml(preset, MODEL_FILE_KEYS)
         if praw.get("model") not in (None, chosen):
             raise ConfigError(f"is a preset for model {praw.get('model')!r}, and this run trains {chosen!r}", "model",
-                              str(preset_file))
+                              str(preset))
         model_args.update(praw.get("model_args") or {})
         train_dict.update(praw.get("train") or {})
-        sources.append(str(preset_file))
+        sources.append(str(preset))
     feats = dict(raw.get("features") or {})
     feats.update(features or {})
     for key, value in (sets or {}).items():
