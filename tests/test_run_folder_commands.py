@@ -92,22 +92,21 @@ def _edit(name: str, change: Callable[[Path], None], forge: bool = False, then=_
     return prepare
 
 
-def _yaml_edit(change: Callable[[dict], object]):
-    """Changes a YAML file's mapping in place (``change``'s return value is ignored)."""
-    def edit(path: Path):
-        obj = yaml.safe_load(path.read_text())
-        change(obj)
-        path.write_text(yaml.safe_dump(obj))
-    return edit
+def _mutator(load: Callable[[Path], object], dump: Callable[[object, Path], None]):
+    """``edit = mutator(change)``: ``edit(path)`` loads the file, lets ``change`` alter the object in place
+    (its return value is ignored) and writes it back."""
+    def with_change(change: Callable[[object], object]):
+        def edit(path: Path):
+            obj = load(path)
+            change(obj)
+            dump(obj, path)
+        return edit
+    return with_change
 
 
-def _torch_edit(change: Callable[[dict], object]):
-    """Changes a torch file's payload in place (``change``'s return value is ignored)."""
-    def edit(path: Path):
-        obj = torch.load(path, weights_only=True)
-        change(obj)
-        torch.save(obj, path)
-    return edit
+_yaml_edit = _mutator(lambda p: yaml.safe_load(p.read_text()), lambda o, p: p.write_text(yaml.safe_dump(o)))
+_json_edit = _mutator(lambda p: json.loads(p.read_text()), lambda o, p: p.write_text(json.dumps(o)))
+_torch_edit = _mutator(lambda p: torch.load(p, weights_only=True), lambda o, p: torch.save(o, p))
 
 
 def _torch_write(obj):
@@ -139,14 +138,6 @@ def _store(change: Callable[[Path], None], forge: bool, *extra: str):
             forge_manifest(results.parent)
         return table2.main, store_argv(ws, ws, *extra)
     return prepare
-
-
-def _json_edit(change: Callable[[dict], None]):
-    def edit(path: Path):
-        obj = json.loads(path.read_text())
-        change(obj)
-        path.write_text(json.dumps(obj))
-    return edit
 
 
 def _inter_with_ratings(ws: Path, rating: Callable[[int, int], str]) -> Path:
