@@ -164,10 +164,11 @@ def cell_config(config: Path, cell: Cell, seed: int, extra: str) -> RunConfig:
     so is a seed set by either (the seeds are ``--seeds``')."""
     base = parse_config_options(extra.split(), "--extra")
     own = parse_config_options(list(cell.argv), f"cell {cell.label!r}")
-    for ns, name in ((base, "--extra"), (own, f"cell {cell.label!r}")):
-        if "seed" in settings_of(ns):
-            raise ConfigError(f"{name} sets the training seed ({settings_of(ns)['seed']}), which --seeds sets for "
-                              "every run: give the seeds with --seeds", "--extra" if ns is base else "--param")
+    for ns, name, option in ((base, "--extra", "--extra"), (own, f"cell {cell.label!r}", "--param")):
+        seed_option = settings_of(ns).get("seed")
+        if seed_option:
+            raise ConfigError(f"{name} sets the training seed ({seed_option}), which --seeds sets for every run: "
+                              "give the seeds with --seeds", option)
     ns = combine_options(base, own, "--extra", f"cell {cell.label!r}")
     ns.seed = seed
     return config_from_args(config, ns)

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from idsf_pyg.cli import DEBUG_HELP, entry_point
-from idsf_pyg.data import describe
 from idsf_pyg.errors import ConfigError, IDSFError, RunFolderError
 from idsf_pyg.train.checkpoint import read_checkpoint
-from idsf_pyg.train.config import RunConfig, run_key
-from idsf_pyg.train.run import load_run_data
+from idsf_pyg.train.config import RunConfig
+from idsf_pyg.train.run import check_run_key, load_run_data
 from idsf_pyg.train.run_folder import BEST, CHECKPOINT, CONFIG, RESULTS, RunFolder, check_results, parse_config
 from idsf_pyg.trained import read_best
 
@@ -49,17 +48,7 @@ def recorded_keys(folder: RunFolder) -> Dict[str, str]:
         keys[BEST] = read_best(folder.file(BEST), folder.file(BEST).read_bytes(), cfg.model)["run_key"]
     if folder.file(CHECKPOINT).is_file():
         keys[CHECKPOINT] = read_checkpoint(folder.file(CHECKPOINT))["key"]
-    data = load_run_data(cfg)
-    info = describe(data)
-    if info["fingerprint"] != saved["key_material"].get("data_fingerprint"):
-        raise RunFolderError(f"{path}: the data at {cfg.dataset!r} is not the data this run was trained on (split "
-                             "fingerprint differs)")
-    key = run_key(cfg, info["fingerprint"], data.feature_sources)
-    for name, other in keys.items():
-        if other != key:
-            raise RunFolderError(f"{folder.file(name)}: records run key {other[:12]}, but config.yaml's configuration "
-                                 f"on this data gives {key[:12]}: an edit changed what defines the run, or the "
-                                 "folder mixes two runs' files; not sealed")
+    check_run_key(folder.path, cfg, load_run_data(cfg), saved, keys)
     return keys
 
 

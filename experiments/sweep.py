@@ -65,9 +65,6 @@ def main(argv=None):
     p.add_argument("--values", required=True, help="comma-separated values, e.g. 0,0.1,0.3,1.0")
     add_grid_options(p, "sweep")
     args = p.parse_args(argv)
-    if args.param == "seed":
-        raise ConfigError("seeds are not swept as a value: every value is trained for every seed of --seeds, "
-                          "which would replace it; give the seeds with --seeds", "--param")
     values = sorted(parse_values(args.values, "--values"))
     configs = dataset_configs(args.dataset)
     own = {name: config_value(path, args.param, args.extra) for name, path in configs}

@@ -255,15 +255,18 @@ def run_config(config: Path, args: argparse.Namespace, extra: List[str]) -> RunC
     """A driver's run: the config, ``--extra``, the run's own options ``extra``, the driver's --seed and
     --max-seconds. A setting given twice (``--extra "--epochs 5"`` and ``--grid epochs=...``, or ``--seed``
     in ``--extra``) is refused instead of one of them silently winning."""
-    base = parse_config_options(args.extra.split(), "--extra")
-    own = parse_config_options(extra, "--grid")
-    ns = combine_options(base, own, "--extra", "--grid")
-    driver = parse_config_options(["--seed", str(args.seed)] + (["--max-seconds", str(args.max_seconds)]
-                                                                if args.max_seconds is not None else []), "--seed")
-    if "seed" in settings_of(ns):
-        raise ConfigError(f"{settings_of(ns)['seed']} sets the training seed, which this command's --seed sets: "
-                          "give it there (a seed is not a hyper-parameter to select on validation)", "--extra")
-    ns = combine_options(ns, driver, "--extra", "this command's --max-seconds")
+    ns = combine_options(parse_config_options(args.extra.split(), "--extra"), parse_config_options(extra, "--grid"),
+                         "--extra", "--grid")
+    settings = settings_of(ns)
+    if "seed" in settings:
+        raise ConfigError(f"{settings['seed']} sets the training seed, which this command's --seed sets: give it "
+                          "there (a seed is not a hyper-parameter to select on validation)", "--extra")
+    if args.max_seconds is not None:
+        if "max_seconds" in settings:
+            raise ConfigError(f"{settings['max_seconds']} sets the time cap, which this command's --max-seconds "
+                              "sets: give it once", "--extra")
+        ns.max_seconds = args.max_seconds
+    ns.seed = args.seed
     return config_from_args(config, ns)
 
 

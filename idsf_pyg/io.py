@@ -118,8 +118,8 @@ def writable_folder(path: PathLike, option: str) -> Path:
     path = Path(path)
     for above in (path, *path.parents):
         if above.exists() and not above.is_dir():
-            where = "is a file" if above == path else f"is under {above}, which is a file"
-            raise ConfigError(f"{path} {where}, not a folder", option)
+            why = "exists and is not a folder" if above == path else f"cannot write there: {above} is a file"
+            raise ConfigError(f"{path}: {why}", option)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from .data.graph import EDGE, describe
+from .data.graph import EDGE
 from .errors import ConfigError, RunFolderError
 from .models.base import Recommender
 from .train.checkpoint import describe_load_error
-from .train.config import RunConfig, run_key
-from .train.run import BEST_FORMAT, build_model, load_run_data, resolve_device
+from .train.config import RunConfig
+from .train.run import BEST_FORMAT, build_model, check_run_key, load_run_data, resolve_device
 from .train.run_folder import BEST, CHECKPOINT, CONFIG, MANIFEST, RESULTS, RunFolder
 
 PathLike = Union[str, Path]
@@ -126,19 +126,10 @@ def load_run(folder: PathLike, device: str = "cpu") -> TrainedRun:
     best = read_best(path / BEST, best_bytes, cfg.model)
     results = run_folder.finished()
     data = load_run_data(cfg)
-    info = describe(data)
-    recorded = saved["key_material"].get("data_fingerprint")
-    if info["fingerprint"] != recorded:
-        raise RunFolderError(f"{path}: the data at {cfg.dataset!r} is not the data this run was trained on (split "
-                             "fingerprint differs); point $IDSF_DATA or the config at the original data")
-    key = run_key(cfg, info["fingerprint"], data.feature_sources)
-    keys = {CONFIG: saved["run_key"], BEST: best["run_key"], MANIFEST: (run_folder.manifest() or {}).get("run_key")}
+    recorded = {CONFIG: saved["run_key"], BEST: best["run_key"], MANIFEST: (run_folder.manifest() or {}).get("run_key")}
     if results is not None:
-        keys[RESULTS] = results["run_key"]
-    for name, other in keys.items():
-        if other != key:
-            raise RunFolderError(f"{path / name}: records run key {str(other)[:12]}, but config.yaml's configuration "
-                                 f"on this data gives {key[:12]}: the folder's files are not of one run")
+        recorded[RESULTS] = results["run_key"]
+    check_run_key(path, cfg, data, saved, recorded)
     model = build_model(cfg, data)
     try:
         model.load_state_dict(best["state_dict"])

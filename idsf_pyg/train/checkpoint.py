@@ -83,6 +83,7 @@ class Checkpointer:
 
     def __init__(self, path: Path, key: str, every: int = 1, folder: Optional["RunFolder"] = None):
         self.path, self.key, self.every, self.folder = Path(path), key, every, folder
+        self._checked: Optional[Dict[str, Any]] = None  # a payload check() read, handed to the next load()
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -111,12 +112,21 @@ class Checkpointer:
     def load(self) -> Dict[str, Any]:
         """The checkpoint's payload; :class:`RunFolderError` if it is unreadable, not the file the run wrote
         (checked against the run folder's manifest), malformed or of another run."""
+        if self._checked is not None:  # read (and checked) once per resume, not twice
+            payload, self._checked = self._checked, None
+            return payload
         data = self.folder.read(self.path.name) if self.folder is not None else None
         payload = read_checkpoint(self.path, data)
         if payload["key"] != self.key:
             raise RunFolderError(f"{self.path} belongs to another configuration (run key {payload['key'][:12]}, "
                                  f"this run {self.key[:12]}); use another --out or --overwrite")
         return payload
+
+    def check(self) -> None:
+        """Loads and checks the checkpoint now (a :class:`RunFolderError` before any training starts); the
+        next :meth:`load` returns it without reading the file again."""
+        self._checked = None
+        self._checked = self.load()
 
     @staticmethod
     def restore(payload: Dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -28,7 +28,7 @@ from ..errors import ConfigError, IDSFError, RunFolderError
 from .checkpoint import Checkpointer, cpu_state
 from .config import RunConfig, key_differences, key_material, run_key
 from .distributed import broadcast_error, from_environment, local_device
-from .run_folder import BEST, CHECKPOINT, CONFIG, RESULTS, TOPK, RunFolder
+from .run_folder import BEST, CHECKPOINT, CONFIG, MANIFEST, RESULTS, TOPK, RunFolder, require_one_run
 from .trainer import set_seed, train, use_deterministic_algorithms
 
 #: Format of best.pt: {"format", "idsf_pyg", "model", "run_key", "state_dict"}, loadable with weights_only=True.
@@ -205,12 +205,20 @@ def finished_run(cfg: RunConfig, out: Path) -> Optional[Dict[str, Any]]:
 
 def _check_recorded_keys(folder: RunFolder, key: str) -> None:
     """``config.yaml``'s and the manifest's run keys must be the results' (one run's files, not a mix)."""
-    recorded = {"config.yaml": (folder.read_config() or {}).get("run_key"),
-                "manifest.json": (folder.manifest() or {}).get("run_key")}
-    for name, other in recorded.items():
-        if other != key:
-            raise RunFolderError(f"{folder.file(name)}: records run key {str(other)[:12]}, but the run's results "
-                                 f"have {key[:12]}: the folder mixes two runs' files; retrain it with --overwrite")
+    require_one_run(key, {CONFIG: (folder.read_config() or {}).get("run_key"),
+                          MANIFEST: (folder.manifest() or {}).get("run_key")}, folder.path, "its results.json")
+
+
+def check_run_key(folder: Path, cfg: RunConfig, data, saved: Dict[str, Any], recorded: Dict[str, Optional[str]]) -> str:
+    """The run key of ``config.yaml`` (``saved``, parsed) on ``data``, after checking that the data is the
+    data the run was trained on and that every file's recorded key (``recorded``) is this one."""
+    info = describe(data)
+    if info["fingerprint"] != saved["key_material"].get("data_fingerprint"):
+        raise RunFolderError(f"{folder}: the data at {cfg.dataset!r} is not the data this run was trained on (split "
+                             "fingerprint differs); point $IDSF_DATA or the config at the original data")
+    key = run_key(cfg, info["fingerprint"], data.feature_sources)
+    require_one_run(key, recorded, folder, "config.yaml's configuration on this data")
+    return key
 
 
 def _prepare_folder(folder: RunFolder, cfg: RunConfig, key: str, material: Dict[str, Any], reuse: bool,
@@ -241,7 +249,7 @@ def _prepare_folder(folder: RunFolder, cfg: RunConfig, key: str, material: Dict[
         if not resume:
             raise RunFolderError(f"{folder.file(CHECKPOINT)} exists: rerun without --no-resume to continue it, "
                                  "or pass --overwrite to start again")
-        checkpointer.load()  # checked now, before any rank trains: manifest, format, fields, run key
+        checkpointer.check()  # now, before any rank trains: manifest, format, fields, run key
     folder.set_run_key(key)
     folder.write_text(CONFIG, yaml.safe_dump({"run_key": key, "config": cfg.to_dict(), "key_material": material},
                                              sort_keys=False))

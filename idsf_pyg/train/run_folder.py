@@ -34,14 +34,13 @@ import math
 import os
 import socket
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, IO, Iterator, Optional
 
 import yaml
 
 from ..errors import RunFolderError
-from ..io import remove_temp_files, sha256_file, write_json, write_with
+from ..io import remove_temp_files, sha256_file, writable_folder, write_json, write_with
 
 CONFIG, CHECKPOINT, BEST, RESULTS, TOPK = "config.yaml", "checkpoint.pt", "best.pt", "results.json", "topk.csv"
 MANIFEST, LOCK = "manifest.json", ".lock"
@@ -86,24 +85,11 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     # ------------------------------------------------------------------------------------ the writer
-    def check_writable(self) -> None:
-        """Creates the folder and proves it can hold a file, before any training starts."""
-        if self.path.exists() and not self.path.is_dir():
-            raise RunFolderError(f"--out {self.path}: exists and is not a folder")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=self.path)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise RunFolderError(f"--out {self.path}: cannot write there ({e.strerror or e}); "
-                                 "choose a writable folder") from None
-
     @contextlib.contextmanager
     def writing(self, log: Callable[[str], None] = lambda s: None) -> Iterator["RunFolder"]:
         """Holds the folder's lock while the block runs: the one writer. Refuses at once when another process
         holds it; reports a holder that died and removes the temporary files its killed writes left."""
-        self.check_writable()
+        writable_folder(self.path, "--out")
         lock_path = self.file(LOCK)
         f = open(lock_path, "a+", encoding="utf-8")
         try:
@@ -267,6 +253,15 @@ class RunFolder:
                                  "--overwrite") from None
         check_results(obj, self.file(RESULTS))
         return obj
+
+
+def require_one_run(key: str, recorded: Dict[str, Optional[str]], folder: Path, what: str) -> None:
+    """Every run key a folder's files record (``{file name: key}``) must be ``key``, the one ``what`` gives."""
+    for name, other in recorded.items():
+        if other != key:
+            raise RunFolderError(f"{folder / name}: records run key {str(other)[:12]}, but {what} gives {key[:12]}: "
+                                 "the folder's files are not of one run (an edit changed what defines the run, "
+                                 "or two runs' files were mixed)")
 
 
 def _read_holder(f: IO[str]) -> Dict[str, Any]:

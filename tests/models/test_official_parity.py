@@ -62,8 +62,8 @@ def fixture():
     return torch.load(FIXTURE, weights_only=True)
 
 
-def build(fx, kernel):
-    preset = yaml.safe_load(PRESET.read_text())["model_args"]
+def build(fx, kernel, change=None):
+    preset = {**yaml.safe_load(PRESET.read_text())["model_args"], **(change or {})}
     settings = fx["settings"]
     edges = torch.tensor([(int(u), i) for u, items in fx["train"].items() for i in items]).t()
     model = IDSF(fx["n_users"], fx["n_items"], edges, {"image": fx["features"]["image"], "text": fx["features"]["text"]},
@@ -81,7 +81,22 @@ def build(fx, kernel):
 
 @pytest.mark.parametrize("kernel", ["blockwise", "dense"])
 def test_official_preset_steps_equal_the_official_code(fixture, kernel):
-    model, params = build(fixture, kernel)
+    official_steps(fixture, kernel)
+
+
+@pytest.mark.parametrize("change", [{"item_head": "sum"}, {"normalization": "sym"}, {"structure_init": "id"},
+                                    {"contrast_pairs": "paper"}, {"reg_scope": "params"},
+                                    {"user_id_self_term": False}], ids=lambda c: f"{next(iter(c))}={next(iter(c.values()))}")
+def test_each_official_behaviour_of_the_preset_matters(fixture, change):
+    """The comparison can fail: the preset with any one of these behaviours changed no longer reproduces the
+    official steps (other parameters, or another loss or gradient)."""
+    with pytest.raises(AssertionError):
+        official_steps(fixture, "dense", change)
+
+
+def official_steps(fixture, kernel, change=None):
+    """Runs the fixture's steps on IDSF under the preset (``change`` applied) and asserts they equal the official."""
+    model, params = build(fixture, kernel, change)
     opt = torch.optim.Adam(model.parameters(), lr=fixture["settings"]["lr"])
     for k, ((users, pos, neg), expected) in enumerate(zip(fixture["batches"], fixture["steps"])):
         opt.zero_grad()
