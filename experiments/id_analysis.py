@@ -50,6 +50,7 @@ from idsf_pyg.cli import DEBUG_HELP, entry_point
 from idsf_pyg.data.graph import EDGE
 from idsf_pyg.errors import ConfigError
 from idsf_pyg.io import atomic_open, write_json, write_text
+from idsf_pyg.models import IDSF
 from idsf_pyg.trained import load_run
 
 TOP = 10
@@ -61,15 +62,15 @@ def representations(trained) -> Dict[str, np.ndarray]:
     """Item representations of a trained run by name (see the module docstring)."""
     model = trained.model.eval()
     out: Dict[str, np.ndarray] = {}
-    if hasattr(model, "content") and hasattr(model, "item_id"):
-        e_c, parts, _ = model.content()
-        for m, (e_m, e_id, e_enh) in parts.items():
-            out[f"id:{m}"] = e_id
+    if isinstance(model, IDSF):
+        content = model.content()
+        for m, part in content.modalities.items():
+            out[f"id:{m}"] = part.id
             out[f"raw:{m}"] = model.raw_feature(m)
-            out[f"content:{m}"] = e_m
-            if not model.content_no_id:
-                out[f"enhanced:{m}"] = e_enh
-        out["fused"] = e_c
+            out[f"content:{m}"] = part.projected
+            if model.content.enhance:
+                out[f"enhanced:{m}"] = part.enhanced
+        out["fused"] = content.fused
     out["item"] = model.embed()[1]
     return {k: v.detach().cpu().double().numpy() for k, v in out.items()}
 
@@ -82,9 +83,9 @@ def attention_weights(trained) -> Dict[str, float]:
     ``"fusion weight:<m>"`` (mean weight of :math:`\mathbf{e}_i^{m'}` in the VT Attention). Empty for a
     model without ID-enhanced content (another model, ``no_content``/``content_no_id`` variants)."""
     model = trained.model.eval()
-    if not (hasattr(model, "content") and hasattr(model, "item_id")) or model.content_no_id or model.no_content:
+    if not isinstance(model, IDSF) or not model.content.enhance or model.item_score == "structure":
         return {}
-    _, _, alphas = model.content()
+    alphas = model.content().attention
     out: Dict[str, float] = {}
     for m in model.modalities:
         id_weight = alphas[m][:, 1]        # eq. (1)'s inputs are [e^m, e^mid], in that order

@@ -56,7 +56,7 @@ def _dense_similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, sk
 
 class _RowShare:
     """The rows of the [N, N] similarity matrices this process computes: all of them, or one rank's share
-    in data-parallel training (``shard``, a :class:`~idsf_pyg.train.distributed.Shard`), whose losses
+    in data-parallel training (``shard``, a :class:`~idsf_pyg.parallel.Shard`), whose losses
     add up over the ranks to the one-process loss."""
 
     def __init__(self, n: int, dense: bool, block_size: Optional[int], shard):
@@ -114,7 +114,7 @@ def fusion_contrastive_loss(parts: Sequence[Tensor], fused: Tensor, tau: float, 
     memory :math:`O(N \cdot \text{block})`, no :math:`[N, N]` matrix kept for the backward pass.
     ``block_size`` overrides the automatic rows per block; ``dense=True`` takes the reference path that
     materializes every matrix (same value and gradients, :math:`O(N^2)` memory). With ``shard`` (a
-    :class:`~idsf_pyg.train.distributed.Shard`), this process computes its rank's rows of every matrix and
+    :class:`~idsf_pyg.parallel.Shard`), this process computes its rank's rows of every matrix and
     returns its part of the loss: the parts of all ranks add up to the loss, and their gradients to its
     gradient.
     """

@@ -330,7 +330,7 @@ def similarity_lse(x_hat: Tensor, y_hat: Optional[Tensor], tau: float, *, skip_d
             the inputs' dtype. ``None``: the inputs' dtype; under :func:`torch.autocast`, its dtype.
         row_offset: ``x_hat`` holds rows ``row_offset:row_offset + N`` of a square matrix (one rank's share
             in data-parallel training): the skipped diagonal is :math:`j = \text{row\_offset} + i`.
-        shard: A :class:`~idsf_pyg.train.distributed.Shard`: the work is split with the other ranks. For a
+        shard: A :class:`~idsf_pyg.parallel.Shard`: the work is split with the other ranks. For a
             cross-similarity, ``x_hat`` holds this rank's rows (at ``row_offset``) and the column sums are
             all-reduced (forward), and so are their gradient weights (backward). For a self-similarity
             (``y_hat=None``, τ >= :data:`MIN_TAU_FIXED_SHIFT`), ``x_hat`` holds all rows, the triangular

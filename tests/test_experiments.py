@@ -385,12 +385,12 @@ def test_id_analysis_end_to_end(tmp_path):
                 return torch.softmax(scores, dim=1)
             enhanced = []
             for m in ("view_a", "view_b"):
-                e_m, e_id = model.proj[m](model.raw_feature(m)), model.item_id[m].weight
-                alpha = eq2(model.enhance_att[m], [e_m, e_id])
+                e_m, e_id = model.content.proj[m](model.raw_feature(m)), model.content.item_id[m].weight
+                alpha = eq2(model.content.enhance_att[m], [e_m, e_id])
                 assert weights[f"id weight:{m}"] == pytest.approx(alpha[:, 1].mean().item(), abs=1e-6)
                 assert weights[f"id majority:{m}"] == pytest.approx((alpha[:, 1] > 0.5).double().mean().item())
                 enhanced.append(alpha[:, :1] * e_m + alpha[:, 1:] * e_id)
-            fuse = eq2(model.fuse_att, enhanced)
+            fuse = eq2(model.content.fuse_att, enhanced)
             for j, m in enumerate(("view_a", "view_b")):
                 assert weights[f"fusion weight:{m}"] == pytest.approx(fuse[:, j].mean().item(), abs=1e-6)
     table = read_csv(out / "id_analysis_attention.csv")

@@ -98,7 +98,7 @@ class FullRankingEvaluator:
         Masked items are never ranked: when a user has fewer than ``K`` unmasked items, the missing
         ranks are misses and ``topk`` holds ``-1`` there. Scores, top-k and metric sums stay on the
         embeddings' device, chunk by chunk, and are read once at the end. With ``shard`` (a
-        :class:`~idsf_pyg.train.distributed.Shard`), the user chunks are dealt round-robin to the ranks and
+        :class:`~idsf_pyg.parallel.Shard`), the user chunks are dealt round-robin to the ranks and
         their sums all-reduced; every rank returns the metrics of all users, added in chunk order as one
         process adds them.
         """

@@ -4,7 +4,10 @@ from .bm3 import BM3
 from .bpr import BPRMF
 from .freedom import FREEDOM
 from .grcn import GRCN
-from .idsf import IDSF
+from .idsf import IDSF, IDSFOutput
+from .idsf_content import Content, IDSFContent, ModalityContent
+from .idsf_contrast import IDSFContrast
+from .idsf_structure import IDSFStructure, Structure
 from .lightgcn import LightGCN
 from .micro import MICRO
 from .mmgcn import MMGCN
@@ -15,5 +18,6 @@ from .vbpr import VBPR
 MODELS = {"idsf": IDSF, "bpr": BPRMF, "lightgcn": LightGCN, "ngcf": NGCF, "vbpr": VBPR, "mmgcn": MMGCN,
           "grcn": GRCN, "slmrec": SLMRec, "micro": MICRO, "bm3": BM3, "freedom": FREEDOM}
 
-__all__ = ["BM3", "BPRMF", "FREEDOM", "GRCN", "IDSF", "LightGCN", "MICRO", "MMGCN", "MODELS", "NGCF",
+__all__ = ["BM3", "BPRMF", "Content", "FREEDOM", "GRCN", "IDSF", "IDSFContent", "IDSFContrast", "IDSFOutput",
+           "IDSFStructure", "LightGCN", "ModalityContent", "Structure", "MICRO", "MMGCN", "MODELS", "NGCF",
            "Recommender", "SLMRec", "VBPR"]

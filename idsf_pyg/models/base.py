@@ -22,18 +22,20 @@ from ..data.graph import EDGE, FEATURE_PREFIX, ITEM, USER, modality_names
 
 
 class Recommender(nn.Module):
-    """Base class: holds the training graph as a sparse CSR adjacency."""
+    """Base class: holds the training edges (and their weights) as buffers."""
 
     #: Whether training under bf16 autocast (``--amp bf16``) is implemented: dense products in bf16,
     #: sparse propagation and losses in float32.
     supports_amp: bool = False
+    #: Whether :meth:`loss` takes ``shard=`` (data-parallel training): the trainer then hands it the whole global
+    #: batch and the model splits its own loss; otherwise the trainer gives each rank its slice of the batch.
+    supports_shard: bool = False
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor,
                  train_edge_weight: Optional[Tensor] = None):
         super().__init__()
         self.num_users = num_users
         self.num_items = num_items
-        users, items = train_edge_index
         if train_edge_weight is not None and train_edge_weight.shape != (train_edge_index.size(1),):
             raise ValueError(f"train_edge_weight must have one weight per training edge "
                              f"({train_edge_index.size(1)}), got shape {tuple(train_edge_weight.shape)}")
@@ -41,8 +43,6 @@ class Recommender(nn.Module):
         self.register_buffer("train_edge_index", train_edge_index.clone(), persistent=False)
         self.register_buffer("train_edge_weight", None if train_edge_weight is None else train_edge_weight.float(),
                              persistent=False)
-        self.register_buffer("adj_ui", _csr(users, items, num_users, num_items), persistent=False)
-        self.register_buffer("adj_iu", _csr(items, users, num_items, num_users), persistent=False)
 
     @classmethod
     def from_graph(cls, data: HeteroData, **config) -> "Recommender":
@@ -60,6 +60,11 @@ class Recommender(nn.Module):
                              "spec (--edge-weight rating, or recency:<half-life days>) from a .inter file with "
                              "ratings / timestamps")
         return {"train_edge_weight": w}
+
+    @classmethod
+    def upgrade_state_dict(cls, state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """A state dict written by an earlier version of this model, with today's names (here: unchanged)."""
+        return state
 
     def homogeneous_edge_index(self) -> Tensor:
         """Training edges of the (users + items) graph in both directions; items offset by ``num_users``."""
@@ -185,14 +190,6 @@ def layer_mean(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
         x = spmm(adj, x)
         total = total + x
     return total / (num_layers + 1)
-
-
-def _csr(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> Tensor:
-    """Binary CSR adjacency ``[n_rows, n_cols]`` (repeated edges count once)."""
-    idx = torch.stack([rows, cols])
-    vals = torch.ones(idx.size(1))
-    coo = torch.sparse_coo_tensor(idx, vals, (n_rows, n_cols), check_invariants=False).coalesce()
-    return coo.to_sparse_csr()
 
 
 def sym_norm_csr(edge_index: Tensor, n_rows: int, n_cols: int, weight: Optional[Tensor] = None) -> Tensor:

@@ -112,14 +112,15 @@ class IDSFConv(MessagePassing):
     :math:`(\sum_{j} w_{ji}\mathbf{x}_j + \mathbf{x}_i)/(d_i + 1)`, which needs the
     target's previous embedding: pass ``x=(x_src, x_dst)``. ``normalize="none"``
     sums :math:`w_{ji}\mathbf{x}_j` as given (for weights normalized beforehand
-    with :func:`idsf_norm`, as :class:`~idsf_pyg.models.IDSF` does once for the
-    training graph).
+    with :func:`idsf_norm`).
 
-    Two ways to extend it: weight the edges (``edge_weight``, or the values of a
-    sparse adjacency), or subclass and override :meth:`message`; extra keyword
+    Three ways to extend it: weight the edges (``edge_weight``, or the values of a
+    sparse adjacency); subclass and override :meth:`message` (extra keyword
     arguments of :meth:`forward` reach it through :meth:`propagate`, as in any
-    PyG layer (a subclass that overrides :meth:`message` is always run message by
-    message, also for sparse inputs, so that its :meth:`message` is called).
+    PyG layer; a subclass that overrides :meth:`message` is always run message by
+    message, also for sparse inputs, so that its :meth:`message` is called); or
+    override :meth:`normalize_adjacency`. :class:`~idsf_pyg.models.IDSFStructure`
+    takes such a subclass as its ``conv`` (``--set conv=package.module:Class``).
 
     Args:
         gamma (float): Weight :math:`\gamma` of the ID self term.
@@ -129,8 +130,10 @@ class IDSFConv(MessagePassing):
             :class:`~torch_geometric.nn.conv.GCNConv`.
         cached (bool, optional): If :obj:`True`, the normalized adjacency is
             computed on the first call and reused until :meth:`reset_parameters`
-            (as in :class:`~torch_geometric.nn.conv.GCNConv`); only for a fixed
-            graph, in transductive learning. (default: :obj:`False`)
+            (as in :class:`~torch_geometric.nn.conv.GCNConv`; a call in another
+            dtype or on another device, e.g. after ``.double()`` or
+            ``.to(device)``, normalizes anew); only for a fixed graph, in
+            transductive learning. (default: :obj:`False`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -158,18 +161,30 @@ class IDSFConv(MessagePassing):
         if type(self).message is not IDSFConv.message:
             self.fuse = False
         self._cached: Optional[Tuple[Any, ...]] = None
+        self._cached_for: Optional[Tuple[Any, ...]] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         r"""Clears the cached normalization (the layer has no weights)."""
         super().reset_parameters()
-        self._cached = None
+        self._cached, self._cached_for = None, None
 
     def _normalized(self, adj: Adjacency, edge_weight: Optional[Tensor], n_src: int, n_dst: int,
                     dtype: torch.dtype) -> Tuple[Any, Optional[Tensor], Optional[Tensor]]:
-        """``(edge_index or sparse [n_dst, n_src] adjacency, edge weight or None, self-loop weight or None)``."""
-        if self.cached and self._cached is not None:
+        """:meth:`normalize_adjacency`, or its cached result (``cached=True``)."""
+        if self.cached and self._cached is not None and self._cached_from(adj, dtype):
             return self._cached
+        out = self.normalize_adjacency(adj, edge_weight, n_src, n_dst, dtype)
+        if self.cached:
+            self._cached, self._cached_for = out, (dtype, _device_of(adj))
+        return out
+
+    def normalize_adjacency(self, adj: Adjacency, edge_weight: Optional[Tensor], n_src: int, n_dst: int,
+                            dtype: torch.dtype) -> Tuple[Any, Optional[Tensor], Optional[Tensor]]:
+        r"""The graph the layer propagates over, normalized by ``normalize`` (:func:`idsf_norm`) in ``dtype`` (the
+        source features'): ``(edge_index [2, E] or sparse [n_dst, n_src] adjacency, edge weight [E] or None,
+        self-loop weight [n_dst] or None)``. A sparse input stays a sparse CSR product operand. Override it to
+        normalize differently; with ``cached=True`` it runs once (per dtype and device)."""
         sparse_in = is_torch_sparse_tensor(adj) or isinstance(adj, SparseTensor)
         if is_torch_sparse_tensor(adj) and self.fuse and self.normalize == "none":
             # Already the product's operand: one sparse-dense product, no conversion.
@@ -183,9 +198,12 @@ class IDSFConv(MessagePassing):
                 out = (csr, None, self_w)
             else:
                 out = (ei, w, self_w)
-        if self.cached:
-            self._cached = out
         return out
+
+    def _cached_from(self, adj: Adjacency, dtype: torch.dtype) -> bool:
+        """Whether the cache fits the call: the same dtype and device (a model moved by ``.to()`` or ``.double()``
+        normalizes anew; any other graph in the same dtype and device gets the cached one, as in ``GCNConv``)."""
+        return self._cached_for == (dtype, _device_of(adj))
 
     def forward(self, x: Union[Tensor, PairTensor], edge_index: Adjacency, x_id: PairOptTensor = None,
                 edge_weight: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None, **kwargs: Any) -> Tensor:
@@ -237,10 +255,10 @@ class IDSFConv(MessagePassing):
             out = self.propagate(adj, x=x_src, edge_weight=None, **kwargs)
         else:
             out = self.propagate(adj, x=x_src, edge_weight=weight, size=(n_src, n_dst), **kwargs)
-        if self_w is not None:
-            out = out + self_w.to(x_dst.dtype).unsqueeze(-1) * x_dst
         if self.gamma != 0.0:
             out = out + self.gamma * x_id
+        if self_w is not None:
+            out = out + self_w.unsqueeze(-1) * x_dst
         return out
 
     def message(self, x_j: Tensor, edge_weight: Optional[Tensor]) -> Tensor:
@@ -256,6 +274,10 @@ class IDSFConv(MessagePassing):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(gamma={self.gamma}, normalize='{self.normalize}', cached={self.cached})"
+
+
+def _device_of(adj: Adjacency) -> torch.device:
+    return adj.device() if isinstance(adj, SparseTensor) else adj.device
 
 
 def _declared_size(adj: Adjacency) -> Optional[Tuple[int, int]]:

@@ -135,11 +135,14 @@ class Checkpointer:
         does not fit them (another model size, missing state) is a :class:`RunFolderError`."""
         try:
             state = TrainState.from_dict(payload["state"])
-            _check_fits(payload["model"], model, "model")
-            if payload["best_state"] is not None:
-                _check_fits(payload["best_state"], model, "best_state")
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
+            upgrade = getattr(model, "upgrade_state_dict", lambda s: s)
+            saved, best = upgrade(payload["model"]), payload["best_state"]
+            best = None if best is None else upgrade(best)
+            _check_fits(saved, model, "model")
+            if best is not None:
+                _check_fits(best, model, "best_state")
+            model.load_state_dict(saved)
+            optimizer.load_state_dict(optimizer_by_names(payload["optimizer"], saved, model))
             sampler_rng.set_state(payload["sampler_rng"])
             torch.set_rng_state(payload["torch_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -148,7 +151,25 @@ class Checkpointer:
                                  "start the run again") from None
         if payload["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        return state, payload["best_state"]
+        return state, best
+
+
+def optimizer_by_names(opt_state: Dict[str, Any], saved_model: Dict[str, Any], model: torch.nn.Module
+                       ) -> Dict[str, Any]:
+    """The optimizer state of a checkpoint, re-indexed so that each parameter gets its own moments when the
+    model lists its parameters in another order than the one that saved it (an optimizer's state is indexed by
+    position). The saved order is that of the saved state dict's parameters (one optimizer group of all
+    trainable parameters, as :func:`~idsf_pyg.train.trainer.train` builds it)."""
+    now = [n for n, p in model.named_parameters() if p.requires_grad]
+    then = [k for k in saved_model if k in set(now)]
+    groups = opt_state.get("param_groups", [])
+    if then == now or sorted(then) != sorted(now) or len(groups) != 1 \
+            or list(groups[0].get("params", [])) != list(range(len(now))):
+        return opt_state
+    old_index = {name: i for i, name in enumerate(then)}
+    state = {j: opt_state["state"][old_index[name]] for j, name in enumerate(now)
+             if old_index[name] in opt_state["state"]}
+    return {**opt_state, "state": state}
 
 
 def _check_fits(state: Dict[str, Any], model: torch.nn.Module, name: str) -> None:

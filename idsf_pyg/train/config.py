@@ -45,6 +45,9 @@ NON_KEY_MODEL_ARGS = ("contrast_kernel", "contrast_block_size")
 #: IDSF's "structure w/o ID" is γ = 0 in eq. (7)–(8) and "content w/o contrast" is β = 0 in eq. (13): the model
 #: computes the same function either way, so Table 3's ablations and the sweeps' zero points are one run.
 ZERO_WEIGHT_SWITCHES = {"idsf": {"structure_no_id": ("gamma", 0.0), "no_contrast": ("beta", 0.0)}}
+#: Model arguments added after run keys existed: left out of the key while at this default value, so that the
+#: runs trained before them keep their keys (per model: argument -> default).
+KEY_WHEN_SET_ARGS = {"idsf": {"conv": "idsf_pyg.nn:IDSFConv"}}
 SAMPLERS = ("edges", "users")
 AMP_MODES = ("none", "bf16")
 METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
@@ -302,11 +305,12 @@ def model_arg_defaults(model: str) -> Dict[str, Any]:
     from ..models import MODELS
     from ..models.base import MultimodalRecommender
     cls = MODELS[model]
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    build = getattr(cls, "from_options", None) or cls.__init__   # a composed model's flat options
+    params = [p for p in inspect.signature(build).parameters.values() if p.name != "self"]
     out = {p.name: p.default for p in params
            if p.name not in ("num_users", "num_items", "train_edge_index", "train_edge_weight", "features")
            and p.default is not inspect.Parameter.empty}
-    if issubclass(cls, MultimodalRecommender) or "features" in inspect.signature(cls.__init__).parameters:
+    if issubclass(cls, MultimodalRecommender) or "features" in inspect.signature(build).parameters:
         out["modalities"] = None
     return out
 
@@ -343,6 +347,12 @@ def validate_model_args(model: str, args: Mapping[str, Any], source: str) -> Dic
         elif isinstance(default, str):
             if not isinstance(value, str):
                 raise ConfigError(f"must be a string, got {value!r}", key, source)
+            if name == "conv":  # a propagation layer 'package.module:Class': importable now, not at training
+                from ..models.idsf_structure import resolve_conv
+                try:
+                    resolve_conv(value)
+                except ValueError as e:
+                    raise ConfigError(str(e), key, source) from None
             out[name] = value
         elif isinstance(default, (tuple, list)):
             if not isinstance(value, (list, tuple)) or not value:
@@ -368,6 +378,9 @@ def key_material(cfg: RunConfig, fingerprint: str, feature_sources: Mapping[str,
     """What defines a run's numbers (not where its files are, the device, threads or progress bars)."""
     train = asdict(cfg.train)
     args = {k: v for k, v in full_model_args(cfg.model, cfg.model_args).items() if k not in NON_KEY_MODEL_ARGS}
+    for name, default in KEY_WHEN_SET_ARGS.get(cfg.model, {}).items():
+        if args.get(name) == default:
+            args.pop(name)
     for switch, (weight, zero) in ZERO_WEIGHT_SWITCHES.get(cfg.model, {}).items():
         if args.get(switch) or args.get(weight) == 0:   # also "--set gamma=0" (an int) as 0.0
             args.update({switch: False, weight: zero})

@@ -24,43 +24,17 @@ Only rank 0 writes run files and logs. Collectives time out after ``IDSF_DIST_TI
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
 
 from ..errors import ConfigError, TrainingError
+from ..parallel import Shard
 
 #: Seconds a collective may wait for the other ranks before the job fails.
 DEFAULT_TIMEOUT_S = 300
-
-
-@dataclass(frozen=True)
-class Shard:
-    """This process's place in the job: ``rank`` of ``world`` processes."""
-
-    rank: int
-    world: int
-    backend: str = "gloo"
-
-    def rows(self, n: int) -> Tuple[int, int]:
-        """This rank's contiguous share ``[start, stop)`` of ``n`` rows (sizes differ by at most one)."""
-        base, extra = divmod(n, self.world)
-        start = self.rank * base + min(self.rank, extra)
-        return start, start + base + (1 if self.rank < extra else 0)
-
-    def all_reduce(self, tensor: Tensor, op: str = "sum") -> Tensor:
-        """In place, over all ranks; a peer that stopped becomes a :class:`TrainingError`."""
-        red = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op]
-        try:
-            dist.all_reduce(tensor, op=red)
-        except (RuntimeError, dist.DistError) as e:  # Gloo/NCCL report a lost peer as RuntimeError
-            raise TrainingError(f"rank {self.rank} of {self.world}: a collective failed, another process of "
-                                f"the job probably stopped ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-        return tensor
 
 
 def from_environment(device: torch.device) -> Optional[Shard]:
@@ -86,14 +60,6 @@ def local_device(device: torch.device, shard: Optional[Shard]) -> torch.device:
     if shard is not None and device.type == "cuda" and device.index is None:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
-
-
-def batch_share(n: int, shard: Optional[Shard]) -> Tuple[slice, float]:
-    """This rank's slice of a global batch of ``n`` triples and its loss weight (slice size / ``n``)."""
-    if shard is None:
-        return slice(0, n), 1.0
-    start, stop = shard.rows(n)
-    return slice(start, stop), (stop - start) / n
 
 
 def all_reduce_gradients(params: Iterable[torch.nn.Parameter], shard: Shard) -> None:

@@ -18,7 +18,8 @@ from ..eval import evaluator_for
 from ..models.base import Recommender
 from .checkpoint import Checkpointer, TrainState, cpu_state
 from .config import TrainConfig
-from .distributed import Shard, all_reduce_gradients, batch_share
+from ..parallel import Shard, batch_share
+from .distributed import all_reduce_gradients
 from .sampler import BPRSampler
 
 
@@ -198,7 +199,7 @@ def _step_loss(model: Recommender, users: Tensor, pos: Tensor, neg: Tensor, shar
     share (a model that splits its own loss gets the whole global batch, any other its slice, weighted)."""
     if shard is None:
         return model.loss(users, pos, neg)
-    if getattr(model, "supports_shard", False):
+    if model.supports_shard:
         return model.loss(users, pos, neg, shard=shard)
     part, weight = batch_share(users.numel(), shard)
     if part.stop == part.start:  # more ranks than triples in this (last) batch

@@ -25,7 +25,7 @@ def test_idsf_loss_under_bf16_autocast_is_float32_and_close(data):
         assert loss.dtype == torch.float32 and all(v.dtype == torch.float32 for v in logs.values())
         loss.backward()
         values[amp] = {k: float(v) for k, v in logs.items()}
-        grads[amp] = model.proj["view_a"].weight.grad
+        grads[amp] = model.content.proj["view_a"].weight.grad
         assert grads[amp].dtype == torch.float32
     # bf16 keeps ~3 significant digits in the products; the sums are float32
     for k in values[False]:

@@ -16,7 +16,8 @@ import torch.multiprocessing as mp
 from idsf_pyg.data import load_dataset
 from idsf_pyg.eval import evaluator_for
 from idsf_pyg.models import IDSF, LightGCN
-from idsf_pyg.train.distributed import Shard, all_reduce_gradients
+from idsf_pyg.parallel import Shard
+from idsf_pyg.train.distributed import all_reduce_gradients
 from idsf_pyg.train.trainer import _step_loss
 from tests.time_limits import hang_guard
 
