@@ -10,7 +10,7 @@ The trainer and the evaluator drive all models the same way:
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import spmm
 
 from ..data.graph import EDGE, FEATURE_PREFIX, ITEM, USER, modality_names
+from ..options import options_of
 
 
 class Recommender(nn.Module):
@@ -60,6 +61,30 @@ class Recommender(nn.Module):
                              "spec (--edge-weight rating, or recency:<half-life days>) from a .inter file with "
                              "ratings / timestamps")
         return {"train_edge_weight": w}
+
+    #: Constructor arguments that come from the graph, not from a config.
+    graph_arguments = ("num_users", "num_items", "train_edge_index", "train_edge_weight", "features")
+
+    @classmethod
+    def option_schema(cls) -> Dict[str, Any]:
+        """The configurable arguments (:class:`~idsf_pyg.options.Option` by name), read from the constructor's
+        signature: type annotations give types, choices and ranges."""
+        return options_of(cls.__init__, skip=cls.graph_arguments)
+
+    @classmethod
+    def canonical_options(cls, options: Mapping[str, Any], source: str = "options") -> Dict[str, Any]:
+        """``options`` in the form the model takes (a composed model nests them by part; here: as given)."""
+        return dict(options)
+
+    @classmethod
+    def option_path(cls, name: str) -> Tuple[str, ...]:
+        """Where option ``name`` lives in the canonical options."""
+        return (name,)
+
+    @classmethod
+    def key_options(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
+        """The run key's form of a full canonical option set (here: as given)."""
+        return dict(options)
 
     @classmethod
     def upgrade_state_dict(cls, state: Dict[str, Tensor]) -> Dict[str, Tensor]:

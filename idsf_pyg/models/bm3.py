@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import MultimodalRecommender, layer_mean
+from ..options import PositiveInt, Probability
 
 
 def _neg_cos(a: Tensor, b: Tensor) -> Tensor:
@@ -29,7 +30,7 @@ class BM3(MultimodalRecommender):
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
-                 embedding_dim: int = 64, n_layers: int = 1, dropout: float = 0.5, cl_weight: float = 2.0,
+                 embedding_dim: PositiveInt = 64, n_layers: int = 1, dropout: Probability = 0.5, cl_weight: float = 2.0,
                  reg_weight: float = 0.1):
         super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.n_layers = embedding_dim, n_layers

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..losses import bpr_loss, l2_penalty
 from .base import Recommender
+from ..options import PositiveInt
 
 
 class BPRMF(Recommender):
@@ -18,7 +19,7 @@ class BPRMF(Recommender):
             (divided by the batch size, as in LightGCN's and MMRec's code).
     """
 
-    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, embedding_dim: int = 128,
+    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, embedding_dim: PositiveInt = 128,
                  reg_weight: float = 1e-4):
         super().__init__(num_users, num_items, train_edge_index)
         self.embedding_dim = embedding_dim

@@ -9,6 +9,7 @@ from torch_geometric.utils import spmm
 
 from ..losses import bpr_loss
 from .base import MultimodalRecommender, knn_graph_from_features, layer_mean, sym_norm_csr
+from ..options import PositiveInt, Probability
 
 
 class FREEDOM(MultimodalRecommender):
@@ -30,8 +31,8 @@ class FREEDOM(MultimodalRecommender):
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
-                 embedding_dim: int = 64, knn_k: int = 10, n_mm_layers: int = 1, n_ui_layers: int = 2,
-                 dropout: float = 0.8, reg_weight: float = 1e-4,
+                 embedding_dim: PositiveInt = 64, knn_k: PositiveInt = 10, n_mm_layers: int = 1, n_ui_layers: int = 2,
+                 dropout: Probability = 0.8, reg_weight: float = 1e-4,
                  modality_weights: Optional[Mapping[str, float]] = None):
         super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.n_mm_layers, self.n_ui_layers = embedding_dim, n_mm_layers, n_ui_layers

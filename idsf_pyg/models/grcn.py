@@ -10,6 +10,7 @@ from torch_geometric.utils import scatter, softmax
 
 from ..losses import bpr_loss, l2_penalty
 from .base import MultimodalRecommender, sym_norm_csr
+from ..options import PositiveInt
 
 
 class GRCN(MultimodalRecommender):
@@ -27,7 +28,7 @@ class GRCN(MultimodalRecommender):
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
-                 embedding_dim: int = 64, routing: int = 3, num_layers: int = 2, reg_weight: float = 1e-4):
+                 embedding_dim: PositiveInt = 64, routing: PositiveInt = 3, num_layers: int = 2, reg_weight: float = 1e-4):
         super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.routing, self.num_layers, self.reg_weight = embedding_dim, routing, num_layers, reg_weight
         self.id_emb = nn.Embedding(num_users + num_items, embedding_dim)

@@ -2,14 +2,16 @@ r"""IDSF: ID embeddings as subtle features of content and structure (section 3 o
 content module, its structural modules and its contrastive loss."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Iterator, Literal, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..errors import ConfigError
 from ..losses import bpr_loss, l2_penalty
 from ..nn.init import reset_linear
+from ..options import NonNegativeFloat, PositiveInt, options_of
 from ..parallel import Shard, batch_share
 from .base import Recommender
 from .idsf_content import Content, IDSFContent
@@ -19,6 +21,25 @@ from .idsf_structure import DEFAULT_CONV, IDSFStructure, Structure
 ITEM_HEADS = ("sum", "layernorm_mlp")
 ITEM_SCORES = ("content_and_structure", "structure")
 REG_SCOPES = ("params", "batch")
+
+#: The parts a config configures, each with the arguments it gets from the graph or from IDSF itself.
+PARTS = {"content": (IDSFContent, ("features", "num_items", "embedding_dim", "linear_init", "initialize")),
+         "structure": (IDSFStructure, ("num_users", "num_items", "edge_index", "modalities", "embedding_dim",
+                                       "edge_weight", "linear_init", "initialize")),
+         "contrast": (IDSFContrast, ())}
+#: Flat option names of earlier versions -> where the option lives now (accepted in configs and ``--set``).
+FLAT_OPTIONS = {"num_layers": ("structure", "num_layers"), "gamma": ("structure", "gamma"),
+                "normalization": ("structure", "normalization"),
+                "user_id_self_term": ("structure", "user_id_self_term"), "structure_init": ("structure", "init"),
+                "conv": ("structure", "conv"), "trainable_features": ("content", "trainable_features"),
+                "tau": ("contrast", "tau"), "contrast_pairs": ("contrast", "pairs"),
+                "contrast_scope": ("contrast", "scope"), "contrast_sample_size": ("contrast", "sample_size"),
+                "contrast_kernel": ("contrast", "kernel"), "contrast_block_size": ("contrast", "block_size")}
+#: Ablation switches of earlier versions -> (option, value when true, value when false; None: unchanged).
+SWITCHES = {"no_content": (("item_score",), "structure", "content_and_structure"),
+            "content_no_id": (("content", "enhance"), False, True),
+            "structure_no_id": (("structure", "gamma"), 0.0, None),
+            "no_contrast": (("beta",), 0.0, None)}
 
 #: Parameter names of earlier versions (one flat module) -> today's; :meth:`IDSF.upgrade_state_dict` renames
 #: them, so run folders and checkpoints written before the modules existed still load.
@@ -64,7 +85,7 @@ class IDSF(Recommender):
         item_head: ``"sum"`` (eq. (11)) or ``"layernorm_mlp"`` (the official code: ``LayerNorm(ReLU(Linear(.)))``
             on both parts before the sum).
         item_score: ``"content_and_structure"`` (eq. (11)) or ``"structure"`` (the "w/o content" ablation:
-            :math:`\mathbf{e}_i^s` only, and no :math:`\mathcal{L}_C`).
+            :math:`\mathbf{e}_i^s` only, and no :math:`\mathcal{L}_C`: ``beta`` is then unused).
         layernorm_eps: :math:`\epsilon` of the ``layernorm_mlp`` head's LayerNorm (official: 1e-6).
         train_edge_weight: The training edges' weights ``[E]``, if the structure uses them.
     """
@@ -73,10 +94,11 @@ class IDSF(Recommender):
     supports_shard = True
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, content: IDSFContent,
-                 structure: IDSFStructure, contrast: Optional[IDSFContrast] = None, beta: float = 0.3,
-                 reg_weight: float = 1e-4, reg_scope: str = "params", item_head: str = "sum",
-                 item_score: str = "content_and_structure", layernorm_eps: float = 1e-5,
-                 train_edge_weight: Optional[Tensor] = None):
+                 structure: IDSFStructure, contrast: Optional[IDSFContrast] = None, beta: NonNegativeFloat = 0.3,
+                 reg_weight: NonNegativeFloat = 1e-4, reg_scope: Literal["params", "batch"] = "params",
+                 item_head: Literal["sum", "layernorm_mlp"] = "sum",
+                 item_score: Literal["content_and_structure", "structure"] = "content_and_structure",
+                 layernorm_eps: NonNegativeFloat = 1e-5, train_edge_weight: Optional[Tensor] = None):
         super().__init__(num_users, num_items, train_edge_index, train_edge_weight)
         for name, value, allowed in (("item_head", item_head, ITEM_HEADS), ("item_score", item_score, ITEM_SCORES),
                                      ("reg_scope", reg_scope, REG_SCOPES)):
@@ -85,7 +107,9 @@ class IDSF(Recommender):
         if list(structure.modalities) != list(content.modalities):
             raise ValueError(f"the structure's modalities {structure.modalities} differ from the content's "
                              f"{content.modalities}")
-        if beta > 0 and contrast is None:
+        # Without the content in the score, its contrastive loss goes too (β unused), as in Table 3's "w/o content".
+        self.contrast_weight = 0.0 if item_score == "structure" else beta
+        if self.contrast_weight > 0 and contrast is None:
             raise ValueError("beta > 0 needs a contrast module (IDSFContrast)")
         self.content, self.structure, self.contrast = content, structure, contrast
         self.modalities = list(content.modalities)
@@ -101,44 +125,112 @@ class IDSF(Recommender):
 
     @classmethod
     def from_options(cls, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
-                     embedding_dim: int = 128, num_layers: int = 2, gamma: float = 0.3, beta: float = 0.3,
-                     tau: float = 0.5, reg_weight: float = 1e-4, no_content: bool = False, no_contrast: bool = False,
-                     content_no_id: bool = False, structure_no_id: bool = False, normalization: str = "sym",
-                     user_id_self_term: bool = True, trainable_features: bool = False, item_head: str = "sum",
-                     contrast_pairs: str = "paper", contrast_scope: str = "all", contrast_sample_size: int = 2048,
-                     reg_scope: str = "params", structure_init: str = "id", linear_init: str = "xavier",
-                     layernorm_eps: float = 1e-5, contrast_kernel: str = "blockwise", contrast_block_size: int = 0,
-                     use_edge_weight: bool = False, conv: Union[str, Type[nn.Module]] = DEFAULT_CONV,
-                     train_edge_weight: Optional[Tensor] = None) -> "IDSF":
-        r"""IDSF from the flat options of a config (``model_args``), each passed to the part it belongs to.
-
-        Ablations: ``no_content`` (``item_score="structure"``), ``no_contrast`` (:math:`\beta = 0`),
-        ``content_no_id`` (``IDSFContent(enhance=False)``), ``structure_no_id`` (:math:`\gamma = 0`).
-        The official code's behaviours: ``normalization="row_self_loop"``, ``structure_init="preference"``,
-        ``trainable_features``, ``item_head="layernorm_mlp"``, ``layernorm_eps=1e-6``, ``linear_init="torch"``,
-        ``contrast_pairs="one_direction"``, ``reg_scope="batch"`` (see :class:`IDSFContent`,
-        :class:`IDSFStructure`, :class:`IDSFContrast`). ``use_edge_weight`` propagates over
-        ``train_edge_weight``; ``conv`` is the propagation layer (a class or ``"package.module:Class"``).
-        """
+                     embedding_dim: PositiveInt = 128, linear_init: Literal["xavier", "torch"] = "xavier",
+                     use_edge_weight: bool = False, train_edge_weight: Optional[Tensor] = None,
+                     **options: Any) -> "IDSF":
+        r"""IDSF from the options a config holds (``model_args``): ``embedding_dim``, ``linear_init`` and
+        ``use_edge_weight`` (propagate over ``train_edge_weight``) here; :class:`IDSF`'s own (``beta``,
+        ``reg_weight``, ...); and one mapping per part, ``content`` (:class:`IDSFContent`), ``structure``
+        (:class:`IDSFStructure`, e.g. ``{"gamma": 0.3, "conv": "package.module:Class"}``) and ``contrast``
+        (:class:`IDSFContrast`). The flat names of earlier versions are accepted (:data:`FLAT_OPTIONS`,
+        :data:`SWITCHES`: ``gamma=0.3``, ``no_content=True``, ...)."""
         if use_edge_weight and train_edge_weight is None:
             raise ValueError("use_edge_weight=true needs the training edges' weights (train_edge_weight)")
         if not features:
             raise ValueError("IDSF needs at least one item modality (data['item'].x_<name>) and the graph has none: "
                              "put image_feat.npy / text_feat.npy next to the interactions, or name substitutes "
                              "explicitly, e.g. --feature random_image=random:4096")
-        content = IDSFContent(features, num_items, embedding_dim, enhance=not content_no_id,
-                              trainable_features=trainable_features, linear_init=linear_init, initialize=False)
-        structure = IDSFStructure(num_users, num_items, train_edge_index, list(features), embedding_dim, num_layers,
-                                  gamma=0.0 if structure_no_id else gamma, normalization=normalization,
-                                  user_id_self_term=user_id_self_term, init=structure_init,
-                                  edge_weight=train_edge_weight if use_edge_weight else None, conv=conv,
-                                  linear_init=linear_init, initialize=False)
-        contrast = IDSFContrast(tau, contrast_pairs, contrast_scope, contrast_sample_size, contrast_kernel,
-                                contrast_block_size)
+        opts = cls.canonical_options(options)
+        unknown = sorted(set(opts) - set(cls.option_schema()))
+        if unknown:
+            raise ValueError(f"IDSF has no option {unknown[0]!r}")
+        content = IDSFContent(features, num_items, embedding_dim, linear_init=linear_init, initialize=False,
+                              **opts.pop("content", {}))
+        structure = IDSFStructure(num_users, num_items, train_edge_index, list(features), embedding_dim,
+                                  edge_weight=train_edge_weight if use_edge_weight else None, linear_init=linear_init,
+                                  initialize=False, **opts.pop("structure", {}))
+        contrast = IDSFContrast(**opts.pop("contrast", {}))
         return cls(num_users, num_items, train_edge_index, content, structure, contrast,
-                   beta=0.0 if no_contrast or no_content else beta, reg_weight=reg_weight, reg_scope=reg_scope,
-                   item_head=item_head, item_score="structure" if no_content else "content_and_structure",
-                   layernorm_eps=layernorm_eps, train_edge_weight=train_edge_weight)
+                   train_edge_weight=train_edge_weight, **opts)
+
+    # ------------------------------------------------------------------ options
+    @classmethod
+    def option_schema(cls) -> Dict[str, Any]:
+        """The configurable options, read from the signatures of :meth:`from_options`, :class:`IDSF` and each
+        part: top-level :class:`~idsf_pyg.options.Option` s and one mapping of them per part."""
+        schema: Dict[str, Any] = options_of(cls.from_options.__func__, skip=("train_edge_weight",))
+        schema.update(options_of(cls.__init__, skip=("train_edge_weight", *PARTS)))
+        for section, (part, graph_args) in PARTS.items():
+            schema[section] = options_of(part.__init__, skip=graph_args)
+        return schema
+
+    @classmethod
+    def canonical_options(cls, options: Mapping[str, Any], source: str = "IDSF options") -> Dict[str, Any]:
+        """``options`` in today's nested form: ``"structure.gamma"`` keys nested, the flat names of earlier
+        versions moved to their part, the ablation switches turned into the values they set. Later entries win,
+        switches after the rest."""
+        out: Dict[str, Any] = {}
+        switches = []
+        for name, value in options.items():
+            if name in SWITCHES:
+                switches.append((name, value))
+            elif name in PARTS:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"must be a mapping of {name} options, got {value!r}", f"model_args.{name}",
+                                      source)
+                out.setdefault(name, {}).update(value)
+            else:
+                path = cls.option_path(name)
+                if len(path) == 2:
+                    out.setdefault(path[0], {})[path[1]] = value
+                else:
+                    out[path[0]] = value
+        for name, value in switches:
+            if not isinstance(value, bool):
+                raise ConfigError(f"must be true or false, got {value!r}", f"model_args.{name}", source)
+            path, on, off = SWITCHES[name]
+            setting = on if value else off
+            if setting is not None:
+                if len(path) == 2:
+                    out.setdefault(path[0], {})[path[1]] = setting
+                else:
+                    out[path[0]] = setting
+        return out
+
+    @classmethod
+    def option_path(cls, name: str) -> Tuple[str, ...]:
+        """Where an option lives: ``("structure", "gamma")`` for ``"structure.gamma"`` or the flat ``"gamma"``,
+        ``("beta",)`` for a top-level one."""
+        if name in FLAT_OPTIONS:
+            return FLAT_OPTIONS[name]
+        section, dot, sub = name.partition(".")
+        return (section, sub) if dot else (name,)
+
+    @classmethod
+    def key_options(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
+        """The run key's form of a full canonical option set: the flat names of earlier versions, so that a run
+        trained before the parts existed keeps its key. Options that change memory or speed only (the
+        contrast's kernel and block size) are left out; so is ``conv`` at its default, and γ = 0 and β = 0 are
+        keyed as their zero weights whichever way they were asked for."""
+        flat: Dict[str, Any] = {k: v for k, v in options.items() if k not in PARTS and k != "item_score"}
+        for name, path in FLAT_OPTIONS.items():
+            if path[1] not in PARTS[path[0]][0].non_key_arguments:
+                flat[name] = options[path[0]][path[1]]
+        if flat.get("conv") == DEFAULT_CONV:
+            flat.pop("conv")
+        mapped = {path for path in FLAT_OPTIONS.values()} | {("content", "enhance")}
+        for section, (part, graph_args) in PARTS.items():   # options added since: keyed when set
+            for name, option in options_of(part.__init__, skip=graph_args).items():
+                if (section, name) not in mapped and name not in part.non_key_arguments \
+                        and options[section][name] != option.default:
+                    flat[f"{section}.{name}"] = options[section][name]
+        flat.update(no_content=options["item_score"] == "structure", content_no_id=not options["content"]["enhance"],
+                    structure_no_id=False, no_contrast=False)
+        if flat["gamma"] == 0:
+            flat["gamma"] = 0.0
+        if flat["beta"] == 0:
+            flat["beta"] = 0.0
+        return flat
 
     @classmethod
     def from_graph(cls, data: HeteroData, modalities: Optional[Sequence[str]] = None, **options) -> "IDSF":
@@ -208,12 +300,12 @@ class IDSF(Recommender):
         bpr = bpr_loss((u * i).sum(-1), (u * j).sum(-1)) if users.numel() else u.new_zeros(())
         total = weight * bpr if shard is not None else bpr
         logs = {"bpr": total.detach()}
-        if self.beta > 0:
+        if self.contrast_weight > 0:
             split = shard is not None and rows is None
             cl = self.contrast(out.content, rows, shard if split else None, id_pairs=self.content.enhance)
             if shard is not None and not split:
                 cl = weight * cl
-            total = total + self.beta * cl
+            total = total + self.contrast_weight * cl
             logs["contrast"] = cl.detach()
         if self.reg_weight > 0:
             if self.reg_scope == "params":
@@ -247,7 +339,7 @@ class IDSF(Recommender):
     def contrast_gemm_flops(self, n: int, device: torch.device | str = "cpu") -> Dict[str, float]:
         """Floating-point work of one step's similarity products over ``n`` items
         (:meth:`IDSFContrast.gemm_flops`; zero without :math:`\\mathcal{L}_C`)."""
-        if self.beta <= 0:
+        if self.contrast_weight <= 0:
             return {"floor": 0.0, "executed": 0.0, "matrices": 0, "block": 0}
         return self.contrast.gemm_flops(n, self.embedding_dim, len(self.modalities), self.content.enhance, device)
 

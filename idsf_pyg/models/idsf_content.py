@@ -1,12 +1,13 @@
 r"""IDSF's item content module, eq. (1)–(2) of the paper: projection, ID enhancement, fusion."""
 from __future__ import annotations
 
-from typing import Dict, NamedTuple
+from typing import Dict, Literal, NamedTuple
 
 from torch import Tensor, nn
 
 from ..nn import ModalityAttention
 from ..nn.init import check_scheme, reset_attention, reset_linear
+from ..options import PositiveInt
 
 
 class ModalityContent(NamedTuple):
@@ -54,8 +55,12 @@ class IDSFContent(nn.Module):
         - **output:** :class:`Content`: fused ``[I, d]``, per modality three ``[I, d]`` tensors.
     """
 
-    def __init__(self, features: Dict[str, Tensor], num_items: int, embedding_dim: int = 128, enhance: bool = True,
-                 trainable_features: bool = False, linear_init: str = "xavier", initialize: bool = True):
+    #: Arguments that change memory or speed only, left out of a run's key (none here).
+    non_key_arguments: tuple = ()
+
+    def __init__(self, features: Dict[str, Tensor], num_items: int, embedding_dim: PositiveInt = 128,
+                 enhance: bool = True, trainable_features: bool = False,
+                 linear_init: Literal["xavier", "torch"] = "xavier", initialize: bool = True):
         super().__init__()
         if not features:
             raise ValueError("the content module needs at least one item modality")

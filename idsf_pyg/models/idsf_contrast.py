@@ -1,12 +1,13 @@
 r"""IDSF's contrastive loss :math:`\mathcal{L}_C`, eq. (3)–(6) of the paper, as a module with its options."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..losses import fusion_contrastive_loss, one_direction_contrastive_loss
+from ..options import NonNegativeInt, PositiveFloat, PositiveInt
 from ..parallel import Shard
 from .idsf_content import Content
 
@@ -39,8 +40,9 @@ class IDSFContrast(nn.Module):
     #: of device is): left out of a run's key.
     non_key_arguments = ("kernel", "block_size")
 
-    def __init__(self, tau: float = 0.5, pairs: str = "paper", scope: str = "all", sample_size: int = 2048,
-                 kernel: str = "blockwise", block_size: int = 0):
+    def __init__(self, tau: PositiveFloat = 0.5, pairs: Literal["paper", "one_direction"] = "paper",
+                 scope: Literal["all", "batch", "sample"] = "all", sample_size: PositiveInt = 2048,
+                 kernel: Literal["blockwise", "dense"] = "blockwise", block_size: NonNegativeInt = 0):
         super().__init__()
         for name, value, allowed in (("contrast_pairs", pairs, CONTRAST_PAIRS),
                                      ("contrast_scope", scope, CONTRAST_SCOPES),

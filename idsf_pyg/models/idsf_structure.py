@@ -2,7 +2,7 @@ r"""IDSF's structural modules, eq. (7)–(10) of the paper, built on a pluggable
 from __future__ import annotations
 
 import importlib
-from typing import Dict, NamedTuple, Optional, Sequence, Type, Union
+from typing import Annotated, Dict, Literal, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,7 @@ from torch_geometric.utils import to_torch_csr_tensor
 
 from ..nn import IDSFConv, ModalityAttention
 from ..nn.init import check_scheme, reset_attention
+from ..options import Check, NonNegativeFloat, NonNegativeInt, PositiveInt
 
 #: How the structural module starts its layer 0: ``"id"`` (the paper) or ``"preference"`` (the official code).
 STRUCTURE_INITS = ("id", "preference")
@@ -102,11 +103,15 @@ class IDSFStructure(nn.Module):
         - **output:** :class:`Structure`: users ``[U, d]``, items ``[I, d]``
     """
 
+    #: Arguments that change memory or speed only, left out of a run's key (none here).
+    non_key_arguments: tuple = ()
+
     def __init__(self, num_users: int, num_items: int, edge_index: Tensor, modalities: Sequence[str],
-                 embedding_dim: int = 128, num_layers: int = 2, gamma: float = 0.3, normalization: str = "sym",
-                 user_id_self_term: bool = True, init: str = "id", edge_weight: Optional[Tensor] = None,
-                 conv: Union[str, Type[nn.Module]] = DEFAULT_CONV, linear_init: str = "xavier",
-                 initialize: bool = True):
+                 embedding_dim: PositiveInt = 128, num_layers: NonNegativeInt = 2, gamma: NonNegativeFloat = 0.3,
+                 normalization: Literal["sym", "row_self_loop"] = "sym", user_id_self_term: bool = True,
+                 init: Literal["id", "preference"] = "id", edge_weight: Optional[Tensor] = None,
+                 conv: Annotated[Union[str, Type[nn.Module]], Check(lambda c: resolve_conv(c))] = DEFAULT_CONV,
+                 linear_init: Literal["xavier", "torch"] = "xavier", initialize: bool = True):
         super().__init__()
         if init not in STRUCTURE_INITS:
             raise ValueError(f"structure_init must be one of {STRUCTURE_INITS}, got {init!r}")
@@ -163,15 +168,25 @@ class IDSFStructure(nn.Module):
                 x_item = F.normalize(x_item, dim=1)
             item_sum, user_sum = x_item, x_user
             for _ in range(self.num_layers):
-                new_items = self.conv_to_item((x_user, x_item), self.adj_to_item, i_id)   # eq. (7)
-                new_users = self.conv_to_user((x_item, x_user), self.adj_to_user, u_id)   # eq. (8)
-                x_item, x_user = new_items, new_users
+                x_item, x_user = self.layer(x_user, x_item, u_id, i_id)
                 item_sum, user_sum = item_sum + x_item, user_sum + x_user
             item_reps.append(item_sum / (self.num_layers + 1))
             user_reps.append(user_sum / (self.num_layers + 1))
         e_i_s, _ = self.item_att(item_reps)   # eq. (9)
         e_u_s, _ = self.user_att(user_reps)   # eq. (10)
         return Structure(e_u_s, e_i_s)
+
+    def layer(self, x_user: Tensor, x_item: Tensor, u_id: Tensor, i_id: Tensor) -> Tuple[Tensor, Tensor]:
+        """One layer of eq. (7) (users to items) and eq. (8) (items to users): ``(items, users)``."""
+        to_item, to_user = self.conv_to_item, self.conv_to_user
+        if not (hasattr(to_item, "neighbors_and_ids") and hasattr(to_user, "neighbors_and_ids")):
+            return (to_item((x_user, x_item), self.adj_to_item, i_id),
+                    to_user((x_item, x_user), self.adj_to_user, u_id))
+        # Both directions' neighbour sums before either self-loop term: autograd then adds the gradients of a
+        # layer's inputs in the same order for every version of this module, so a seed's numbers stay the same.
+        items, item_loop = to_item.neighbors_and_ids((x_user, x_item), self.adj_to_item, i_id)   # eq. (7)
+        users, user_loop = to_user.neighbors_and_ids((x_item, x_user), self.adj_to_user, u_id)   # eq. (8)
+        return to_item.add_self_loop(items, item_loop), to_user.add_self_loop(users, user_loop)
 
     def extra_repr(self) -> str:
         return f"modalities={self.modalities}, K={self.num_layers}, init='{self.init}', conv='{self.conv_spec}'"

@@ -8,6 +8,7 @@ from torch_geometric.nn import LGConv
 
 from ..losses import bpr_loss, l2_penalty
 from .base import Recommender
+from ..options import PositiveInt
 
 
 class LightGCN(Recommender):
@@ -22,7 +23,7 @@ class LightGCN(Recommender):
     as ``gcn_norm`` does; off by default (the paper).
     """
 
-    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, embedding_dim: int = 64,
+    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, embedding_dim: PositiveInt = 64,
                  num_layers: int = 3, reg_weight: float = 1e-4, use_edge_weight: bool = False,
                  train_edge_weight: Optional[Tensor] = None):
         super().__init__(num_users, num_items, train_edge_index, train_edge_weight)

@@ -11,6 +11,7 @@ from torch_geometric.utils import spmm
 from ..losses import bpr_loss, l2_penalty, mutual_information
 from ..nn import ModalityAttention
 from .base import MultimodalRecommender, knn_graph_from_features, layer_mean, sym_norm_csr
+from ..options import PositiveFloat, PositiveInt
 
 
 def _knn_weights(x: Tensor, k: int) -> Tuple[Tensor, Tensor]:
@@ -42,8 +43,8 @@ class MICRO(MultimodalRecommender):
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
-                 embedding_dim: int = 64, knn_k: int = 10, lambda_coeff: float = 0.9, n_item_layers: int = 1,
-                 n_ui_layers: int = 2, tau: float = 0.5, cl_weight: float = 0.03, reg_weight: float = 1e-4):
+                 embedding_dim: PositiveInt = 64, knn_k: PositiveInt = 10, lambda_coeff: float = 0.9, n_item_layers: int = 1,
+                 n_ui_layers: int = 2, tau: PositiveFloat = 0.5, cl_weight: float = 0.03, reg_weight: float = 1e-4):
         super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.knn_k, self.lambda_coeff = embedding_dim, knn_k, lambda_coeff
         self.n_item_layers, self.n_ui_layers = n_item_layers, n_ui_layers

@@ -10,6 +10,7 @@ from torch_geometric.utils import spmm
 
 from ..losses import bpr_loss, l2_penalty
 from .base import MultimodalRecommender
+from ..options import PositiveInt
 
 
 class _ModalGCN(nn.Module):
@@ -45,7 +46,7 @@ class MMGCN(MultimodalRecommender):
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
-                 embedding_dim: int = 64, num_layers: int = 2, reg_weight: float = 1e-4):
+                 embedding_dim: PositiveInt = 64, num_layers: int = 2, reg_weight: float = 1e-4):
         super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.reg_weight = embedding_dim, reg_weight
         self.id_emb = nn.Embedding(num_users + num_items, embedding_dim)

@@ -10,6 +10,7 @@ from torch_geometric.utils import spmm
 
 from ..losses import bpr_loss, l2_penalty
 from .base import Recommender
+from ..options import PositiveInt, Probability
 
 
 class NGCF(Recommender):
@@ -25,9 +26,9 @@ class NGCF(Recommender):
     0.1 (edges dropped at each step), L2 1e-5 on the batch embeddings; lr 1e-4 in the config.
     """
 
-    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, embedding_dim: int = 64,
-                 layer_sizes: Sequence[int] = (64, 64, 64), message_dropout: float = 0.1,
-                 node_dropout: float = 0.1, reg_weight: float = 1e-5):
+    def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, embedding_dim: PositiveInt = 64,
+                 layer_sizes: Sequence[PositiveInt] = (64, 64, 64), message_dropout: Probability = 0.1,
+                 node_dropout: Probability = 0.1, reg_weight: float = 1e-5):
         super().__init__(num_users, num_items, train_edge_index)
         self.embedding_dim, self.reg_weight = embedding_dim, reg_weight
         self.message_dropout, self.node_dropout = message_dropout, node_dropout

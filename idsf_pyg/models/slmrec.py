@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..losses import bpr_loss, l2_penalty, mutual_information
 from .base import MultimodalRecommender, layer_mean
+from ..options import Probability, PositiveFloat, PositiveInt
 
 
 class SLMRec(MultimodalRecommender):
@@ -25,7 +26,8 @@ class SLMRec(MultimodalRecommender):
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
-                 embedding_dim: int = 64, num_layers: int = 2, ssl_dropout: float = 0.1, ssl_tau: float = 0.2,
+                 embedding_dim: PositiveInt = 64, num_layers: int = 2, ssl_dropout: Probability = 0.1,
+                 ssl_tau: PositiveFloat = 0.2,
                  ssl_weight: float = 0.01, reg_weight: float = 1e-4):
         super().__init__(num_users, num_items, train_edge_index, features)
         self.embedding_dim, self.num_layers = embedding_dim, num_layers

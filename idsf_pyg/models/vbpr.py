@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..losses import bpr_loss, l2_penalty
 from .base import MultimodalRecommender
+from ..options import PositiveInt
 
 
 class VBPR(MultimodalRecommender):
@@ -21,7 +22,7 @@ class VBPR(MultimodalRecommender):
     """
 
     def __init__(self, num_users: int, num_items: int, train_edge_index: Tensor, features: Dict[str, Tensor],
-                 embedding_dim: int = 64, reg_weight: float = 1e-4):
+                 embedding_dim: PositiveInt = 64, reg_weight: float = 1e-4):
         super().__init__(num_users, num_items, train_edge_index, features)
         self.register_buffer("features", torch.cat([self.feature(m) for m in self.modalities], dim=1),
                              persistent=False)

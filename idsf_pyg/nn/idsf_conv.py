@@ -207,7 +207,8 @@ class IDSFConv(MessagePassing):
 
     def forward(self, x: Union[Tensor, PairTensor], edge_index: Adjacency, x_id: PairOptTensor = None,
                 edge_weight: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None, **kwargs: Any) -> Tensor:
-        r"""
+        r"""Eq. (7)–(8): :meth:`neighbors_and_ids`, then :meth:`add_self_loop`.
+
         Args:
             x: Source embeddings ``[n_src, F]``, or ``(x_src, x_dst)``
                 (``x_dst`` is needed by ``normalize="row_self_loop"``).
@@ -224,6 +225,17 @@ class IDSFConv(MessagePassing):
                 :meth:`message` takes more arguments (per edge: in ``edge_index``'s
                 order; for a sparse adjacency, in its row-major order).
         """
+        return self.add_self_loop(*self.neighbors_and_ids(x, edge_index, x_id, edge_weight, size, **kwargs))
+
+    def neighbors_and_ids(self, x: Union[Tensor, PairTensor], edge_index: Adjacency, x_id: PairOptTensor = None,
+                          edge_weight: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
+                          **kwargs: Any) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+        r"""The normalized neighbour sum plus :math:`\gamma\,\mathbf{x}^{id}` (same arguments as :meth:`forward`),
+        and the self-loop term still to add (``(self-loop weight [n_dst], x_dst)`` with
+        ``normalize="row_self_loop"``, else ``None``) for :meth:`add_self_loop`.
+
+        Split from :meth:`forward` for a caller that propagates both directions of a layer and wants both
+        neighbour sums before either self-loop term (see :class:`~idsf_pyg.models.IDSFStructure`)."""
         x_src, x_dst = (x, None) if isinstance(x, Tensor) else x
         if x_src.dtype in (torch.bfloat16, torch.float16) and torch.is_autocast_enabled(x_src.device.type):
             x_src = x_src.float()  # autocast's low-precision output: propagate in float32 (see message_and_aggregate)
@@ -257,9 +269,16 @@ class IDSFConv(MessagePassing):
             out = self.propagate(adj, x=x_src, edge_weight=weight, size=(n_src, n_dst), **kwargs)
         if self.gamma != 0.0:
             out = out + self.gamma * x_id
-        if self_w is not None:
-            out = out + self_w.unsqueeze(-1) * x_dst
-        return out
+        return out, (None if self_w is None else (self_w, x_dst))
+
+    @staticmethod
+    def add_self_loop(out: Tensor, self_loop: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+        r"""``out`` plus the self-loop term :meth:`neighbors_and_ids` returned (the target's own previous
+        embedding weighted by :math:`1 / (d_i + 1)` with ``normalize="row_self_loop"``; nothing otherwise)."""
+        if self_loop is None:
+            return out
+        self_w, x_dst = self_loop
+        return out + self_w.unsqueeze(-1) * x_dst
 
     def message(self, x_j: Tensor, edge_weight: Optional[Tensor]) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import yaml
 
 from ..errors import ConfigError
+from ..options import check_option
 
 PathLike = Union[str, Path]
 
@@ -38,16 +39,6 @@ MODEL_FILE_KEYS = ("model", "model_args", "train")
 #: Training settings that define the numbers (everything but the evaluation batch size).
 KEY_TRAIN_FIELDS = ("lr", "batch_size", "epochs", "eval_every", "patience", "select_metric", "ks",
                     "mask_val_in_test", "seed", "max_seconds", "sampler", "lr_decay", "amp")
-#: Model arguments that change memory or speed, not the function computed (equal up to float rounding, as a
-#: change of device is): not part of the run key.
-NON_KEY_MODEL_ARGS = ("contrast_kernel", "contrast_block_size")
-#: Ablation switches that only set a weight to zero, keyed as that zero: per model, switch -> (argument, value).
-#: IDSF's "structure w/o ID" is γ = 0 in eq. (7)–(8) and "content w/o contrast" is β = 0 in eq. (13): the model
-#: computes the same function either way, so Table 3's ablations and the sweeps' zero points are one run.
-ZERO_WEIGHT_SWITCHES = {"idsf": {"structure_no_id": ("gamma", 0.0), "no_contrast": ("beta", 0.0)}}
-#: Model arguments added after run keys existed: left out of the key while at this default value, so that the
-#: runs trained before them keep their keys (per model: argument -> default).
-KEY_WHEN_SET_ARGS = {"idsf": {"conv": "idsf_pyg.nn:IDSFConv"}}
 SAMPLERS = ("edges", "users")
 AMP_MODES = ("none", "bf16")
 METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
@@ -239,17 +230,17 @@ def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, mo
     src = str(config_file)
     raw = read_yaml(config_file, DATASET_FILE_KEYS)
     sources = [src]
-    model_args = dict(raw.get("model_args") or {})
+    layers = [(raw.get("model_args") or {}, src)]   # the model's options, each file over the one before
     train_dict = dict(raw.get("train") or {})
     chosen = raw.get("model")
     if model is not None and model != chosen:
         chosen = model
-        model_args = {}
+        layers = []
         if model_file is not None:
             mraw = read_yaml(model_file, MODEL_FILE_KEYS)
             if mraw.get("model") not in (None, model):
                 raise ConfigError(f"is for model {mraw.get('model')!r}, not {model!r}", "model", str(model_file))
-            model_args = dict(mraw.get("model_args") or {})
+            layers = [(mraw.get("model_args") or {}, str(model_file))]
             train_dict.update(mraw.get("train") or {})
             sources.append(str(model_file))
     presets = [] if preset_file is None else [preset_file] if isinstance(preset_file, (str, Path)) else preset_file
@@ -258,19 +249,28 @@ def resolve_run_config(config_file: PathLike, *, model: Optional[str] = None, mo
         if praw.get("model") not in (None, chosen):
             raise ConfigError(f"is a preset for model {praw.get('model')!r}, and this run trains {chosen!r}", "model",
                               str(preset))
-        model_args.update(praw.get("model_args") or {})
+        layers.append((praw.get("model_args") or {}, str(preset)))
         train_dict.update(praw.get("train") or {})
         sources.append(str(preset))
     feats = dict(raw.get("features") or {})
     feats.update(features or {})
+    command_line = {}
     for key, value in (sets or {}).items():
         if key in TRAIN_FIELDS:
             train_dict[key] = value
         else:
-            model_args[key] = value
+            command_line[key] = value
     train_dict.update({k: v for k, v in (train or {}).items() if v is not None})
     if modalities:
-        model_args["modalities"] = list(modalities)
+        command_line["modalities"] = list(modalities)
+    layers.append((command_line, "command line"))
+    model_args: Dict[str, Any] = {}
+    from ..models import MODELS
+    for layer, layer_source in layers:
+        if not isinstance(layer, Mapping):
+            raise ConfigError(f"must be a mapping, got {type(layer).__name__}", "model_args", layer_source)
+        model_args = (merge_model_args(chosen, model_args, layer, layer_source) if chosen in MODELS
+                      else {**model_args, **layer})   # an unknown model is reported by validate()
     if sets or train or features or modalities or dataset or split_seed is not None or edge_weight:
         sources.append("command line")
     cfg = RunConfig(dataset=dataset or raw.get("dataset"), model=chosen, model_args=model_args,
@@ -296,94 +296,98 @@ def _train_config(values: Mapping[str, Any], source: str) -> TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------- model args
-#: Integer model arguments that must be at least 1 (others: at least 0).
-_POSITIVE_INTS = ("embedding_dim", "knn_k", "routing", "contrast_sample_size")
-
-
 def model_arg_defaults(model: str) -> Dict[str, Any]:
-    """The keyword arguments of ``MODELS[model]`` with their defaults (``modalities`` for multimodal ones)."""
+    """A model's options with their defaults, nested by part for a composed model (``modalities`` for
+    multimodal ones)."""
     from ..models import MODELS
-    from ..models.base import MultimodalRecommender
     cls = MODELS[model]
-    build = getattr(cls, "from_options", None) or cls.__init__   # a composed model's flat options
-    params = [p for p in inspect.signature(build).parameters.values() if p.name != "self"]
-    out = {p.name: p.default for p in params
-           if p.name not in ("num_users", "num_items", "train_edge_index", "train_edge_weight", "features")
-           and p.default is not inspect.Parameter.empty}
-    if issubclass(cls, MultimodalRecommender) or "features" in inspect.signature(build).parameters:
+    out = _defaults(cls.option_schema())
+    if "features" in inspect.signature(getattr(cls, "from_options", cls.__init__)).parameters:
         out["modalities"] = None
     return out
 
 
+def _defaults(schema: Mapping[str, Any]) -> Dict[str, Any]:
+    return {name: _defaults(o) if isinstance(o, Mapping) else (list(o.default) if isinstance(o.default, tuple)
+                                                               else o.default)
+            for name, o in schema.items()}
+
+
 def validate_model_args(model: str, args: Mapping[str, Any], source: str) -> Dict[str, Any]:
-    """Checks names, types and ranges of a model's arguments against its constructor's defaults."""
+    """A model's options in its canonical form, each checked against the type, choices and range its signature
+    declares (:mod:`idsf_pyg.options`); :class:`ConfigError` naming the option otherwise."""
+    from ..models import MODELS
     if not isinstance(args, Mapping):
         raise ConfigError(f"must be a mapping, got {type(args).__name__}", "model_args", source)
+    cls = MODELS[model]
+    schema = cls.option_schema()
     defaults = model_arg_defaults(model)
     out: Dict[str, Any] = {}
-    for name, value in args.items():
+    for name, value in cls.canonical_options(args, source).items():
         key = f"model_args.{name}"
         if name not in defaults:
+            known = [k for k in defaults if not isinstance(schema.get(k), Mapping)]
+            parts = [k for k in defaults if isinstance(schema.get(k), Mapping)]
+            also = f"; its parts: {', '.join(parts)} (set as part.option)" if parts else ""
             raise ConfigError(f"model {model!r} has no argument {name!r}{_hint(str(name), defaults)}; its "
-                              f"arguments: {', '.join(defaults)} (training settings: {', '.join(TRAIN_FIELDS)})",
+                              f"arguments: {', '.join(known)}{also} (training settings: {', '.join(TRAIN_FIELDS)})",
                               key, source)
-        default = defaults[name]
         if name == "modalities":
             if value is not None and (not isinstance(value, (list, tuple)) or not value
                                       or not all(isinstance(v, str) and v for v in value)):
                 raise ConfigError(f"must be a non-empty list of modality names, got {value!r}", key, source)
             out[name] = list(value) if value is not None else None
-        elif isinstance(default, bool):
-            out[name] = _boolean(key, value, source)
-        elif isinstance(default, int):
-            out[name] = _integer(key, value, source, low=1 if name in _POSITIVE_INTS else 0)
-        elif isinstance(default, float):
-            if "dropout" in name:
-                out[name] = _number(key, value, source, low=0.0, high=1.0, high_open=True)
-            elif "tau" in name:
-                out[name] = _number(key, value, source, low=0.0, low_open=True)
-            else:
-                out[name] = _number(key, value, source, low=0.0)
-        elif isinstance(default, str):
-            if not isinstance(value, str):
-                raise ConfigError(f"must be a string, got {value!r}", key, source)
-            if name == "conv":  # a propagation layer 'package.module:Class': importable now, not at training
-                from ..models.idsf_structure import resolve_conv
-                try:
-                    resolve_conv(value)
-                except ValueError as e:
-                    raise ConfigError(str(e), key, source) from None
-            out[name] = value
-        elif isinstance(default, (tuple, list)):
-            if not isinstance(value, (list, tuple)) or not value:
-                raise ConfigError(f"must be a non-empty list, e.g. {list(default)}, got {value!r}", key, source)
-            out[name] = [_integer(key, v, source, low=1) for v in value]
-        else:  # None default: a mapping of per-modality values (FREEDOM's modality_weights)
-            if value is not None and not isinstance(value, Mapping):
-                raise ConfigError(f"must be a mapping or null, got {value!r}", key, source)
-            out[name] = (None if value is None else
-                         {str(k): _number(f"{key}.{k}", v, source, low=0.0) for k, v in value.items()})
+        elif isinstance(schema[name], Mapping):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"must be a mapping of {name} options, got {value!r}", key, source)
+            section = {}
+            for sub, v in value.items():
+                if sub not in schema[name]:
+                    raise ConfigError(f"the {name} part has no option {sub!r}{_hint(str(sub), schema[name])}; its "
+                                      f"options: {', '.join(schema[name])}", f"{key}.{sub}", source)
+                section[sub] = check_option(schema[name][sub], v, f"{key}.{sub}", source)
+            out[name] = section
+        else:
+            out[name] = check_option(schema[name], value, key, source)
     return out
 
 
 def full_model_args(model: str, args: Mapping[str, Any]) -> Dict[str, Any]:
-    """``args`` with every unset argument at its default (so equal runs get equal keys)."""
-    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_arg_defaults(model).items()}
-    out.update(args)
+    """``args`` with every unset option at its default (so equal runs get equal keys)."""
+    return _merge(model_arg_defaults(model), args)
+
+
+def model_arg_value(model: str, args: Mapping[str, Any], name: str) -> Any:
+    """The value of option ``name`` (``"gamma"``, ``"structure.gamma"``, ``"beta"``) in ``args``, defaults filled;
+    :class:`KeyError` if the model has no such option."""
+    from ..models import MODELS
+    value: Any = full_model_args(model, args)
+    for step in MODELS[model].option_path(name):
+        if not isinstance(value, Mapping) or step not in value:
+            raise KeyError(name)
+        value = value[step]
+    return value
+
+
+def merge_model_args(model: str, base: Mapping[str, Any], layer: Mapping[str, Any], source: str) -> Dict[str, Any]:
+    """``layer`` (any accepted spelling) over ``base`` (canonical), part by part."""
+    from ..models import MODELS
+    return _merge(base, MODELS[model].canonical_options(layer, source))
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
     return out
 
 
 # ---------------------------------------------------------------------------------------------- the key
 def key_material(cfg: RunConfig, fingerprint: str, feature_sources: Mapping[str, str]) -> Dict[str, Any]:
     """What defines a run's numbers (not where its files are, the device, threads or progress bars)."""
+    from ..models import MODELS
     train = asdict(cfg.train)
-    args = {k: v for k, v in full_model_args(cfg.model, cfg.model_args).items() if k not in NON_KEY_MODEL_ARGS}
-    for name, default in KEY_WHEN_SET_ARGS.get(cfg.model, {}).items():
-        if args.get(name) == default:
-            args.pop(name)
-    for switch, (weight, zero) in ZERO_WEIGHT_SWITCHES.get(cfg.model, {}).items():
-        if args.get(switch) or args.get(weight) == 0:   # also "--set gamma=0" (an int) as 0.0
-            args.update({switch: False, weight: zero})
+    args = MODELS[cfg.model].key_options(full_model_args(cfg.model, cfg.model_args))
     return {"model": cfg.model, "model_args": args,
             "train": {k: train[k] for k in KEY_TRAIN_FIELDS}, "split_seed": cfg.split_seed,
             "edge_weight": cfg.edge_weight,

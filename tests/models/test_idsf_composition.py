@@ -99,9 +99,10 @@ def test_a_plugged_layer_trains_from_the_command_line_and_is_rebuilt_from_the_ru
     spec = "tests.models.test_idsf_composition:DampedConv"
     out = tmp_path / "damped"
     common = ["--no-progress", "--threads", "1", "--epochs", "2", "--set", "embedding_dim=16"]
-    assert run_cli(train.main, [*common, "--set", f"conv={spec}", "--out", str(out)]) == 0
+    assert run_cli(train.main, [*common, "--set", f"structure.conv={spec}", "--out", str(out)]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["config"]["model_args"]["conv"] == spec and saved["key_material"]["model_args"]["conv"] == spec
+    assert saved["config"]["model_args"]["structure"]["conv"] == spec
+    assert saved["key_material"]["model_args"]["conv"] == spec
     run = load_run(out)
     assert type(run.model.structure.conv_to_item) is DampedConv
     # The default layer is left out of the key (the runs of earlier versions keep theirs); another layer is not.
@@ -112,7 +113,7 @@ def test_a_plugged_layer_trains_from_the_command_line_and_is_rebuilt_from_the_ru
     capsys.readouterr()
     assert run_cli(train.main, [*common, "--set", "conv=idsf_pyg.nn:Nothing", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "model_args.conv" in err and "has no 'Nothing'" in err
+    assert "model_args.structure.conv" in err and "has no 'Nothing'" in err
 
 
 def flat_state(model):

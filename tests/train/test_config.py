@@ -41,9 +41,9 @@ def test_precedence_dataset_then_model_file_then_command_line():
 def test_values_are_checked_and_converted():
     synthetic = CONFIG_DIR / "synthetic.yaml"
     cfg = resolve_run_config(synthetic, sets={"lr": "1e-3", "gamma": 1, "embedding_dim": 32.0})
-    assert cfg.train.lr == 1e-3 and isinstance(cfg.model_args["gamma"], float)
+    assert cfg.train.lr == 1e-3 and isinstance(cfg.model_args["structure"]["gamma"], float)
     assert cfg.model_args["embedding_dim"] == 32 and isinstance(cfg.model_args["embedding_dim"], int)
-    with pytest.raises(ConfigError, match="model_args.tau.*> 0"):
+    with pytest.raises(ConfigError, match="model_args.contrast.tau.*> 0"):
         resolve_run_config(synthetic, sets={"tau": 0})
     with pytest.raises(ConfigError, match="model_args.no_content.*true or false"):
         resolve_run_config(synthetic, sets={"no_content": 1})
@@ -102,10 +102,11 @@ def test_the_official_preset_applies_after_the_model_file_and_before_the_command
     from experiments.train import preset_file
     ml100k = CONFIG_DIR / "ml100k.yaml"
     cfg = resolve_run_config(ml100k, preset_file=preset_file("official"), sets={"reg_weight": 3e-5})
-    assert cfg.model_args["structure_init"] == "preference" and cfg.model_args["normalization"] == "row_self_loop"
-    assert cfg.model_args["user_id_self_term"] is True and cfg.model_args["linear_init"] == "torch"
+    structure = cfg.model_args["structure"]
+    assert structure["init"] == "preference" and structure["normalization"] == "row_self_loop"
+    assert structure["user_id_self_term"] is True and cfg.model_args["linear_init"] == "torch"
     assert cfg.model_args["reg_weight"] == 3e-5                   # the command line still wins
-    assert cfg.model_args["gamma"] == 0.3 and cfg.model_args["beta"] == 0.3  # the dataset's values stay
+    assert structure["gamma"] == 0.3 and cfg.model_args["beta"] == 0.3  # the dataset's values stay
     assert cfg.train.sampler == "users" and cfg.train.lr_decay == 0.96 and cfg.train.patience == 20
     with pytest.raises(ConfigError, match="preset for model 'idsf'"):
         resolve_run_config(ml100k, model="lightgcn", model_file=model_config_file("lightgcn"),
@@ -120,3 +121,35 @@ def test_every_dataset_config_uses_the_anchors_stopping_rule():
             continue
         cfg = resolve_run_config(path)
         assert cfg.train.patience == 20 and cfg.train.eval_every == 1, path.name
+
+
+def test_idsf_options_nest_by_part_and_the_flat_names_of_earlier_versions_still_work():
+    synthetic = CONFIG_DIR / "synthetic.yaml"
+    cfg = resolve_run_config(synthetic, sets={"content.trainable_features": True, "structure.gamma": 1.0,
+                                              "contrast.scope": "batch", "beta": 0.1})
+    assert cfg.model_args["content"] == {"trainable_features": True}
+    assert cfg.model_args["structure"] == {"num_layers": 2, "gamma": 1.0}   # the config's K kept, γ replaced
+    assert cfg.model_args["contrast"] == {"tau": 0.5, "scope": "batch"} and cfg.model_args["beta"] == 0.1
+    flat = resolve_run_config(synthetic, sets={"trainable_features": True, "gamma": 1.0, "contrast_scope": "batch",
+                                               "beta": 0.1})
+    assert flat.model_args == cfg.model_args and run_key(flat, "fp", {}) == run_key(cfg, "fp", {})
+    # Ablations are values; the switches of earlier versions set them.
+    for switch, path, value in (("no_content", ("item_score",), "structure"), ("content_no_id", ("content", "enhance"), False),
+                                ("structure_no_id", ("structure", "gamma"), 0.0), ("no_contrast", ("beta",), 0.0)):
+        args = resolve_run_config(synthetic, sets={switch: True}).model_args
+        assert (args[path[0]][path[1]] if len(path) == 2 else args[path[0]]) == value, switch
+    # A config.yaml written before the parts existed reads back as the same run.
+    old = {**cfg.to_dict(), "model_args": {"embedding_dim": 64, "num_layers": 2, "gamma": 1.0, "beta": 0.1,
+                                           "tau": 0.5, "reg_weight": 1e-4, "trainable_features": True,
+                                           "contrast_scope": "batch"}}
+    again = RunConfig.from_dict(old, "config.yaml")
+    assert again.model_args == cfg.model_args and run_key(again, "fp", {}) == run_key(cfg, "fp", {})
+    # Each part's options are checked against its own signature.
+    with pytest.raises(ConfigError, match=r"model_args.structure.gama.*did you mean 'gamma'"):
+        resolve_run_config(synthetic, sets={"structure.gama": 1.0})
+    with pytest.raises(ConfigError, match=r"model_args.structure.normalization.*sym, row_self_loop"):
+        resolve_run_config(synthetic, sets={"structure.normalization": "rows"})
+    with pytest.raises(ConfigError, match=r"model_args.contrast.*mapping"):
+        resolve_run_config(synthetic, sets={"contrast": 3})
+    with pytest.raises(ConfigError, match=r"model_args.item_score.*content_and_structure, structure"):
+        resolve_run_config(synthetic, sets={"item_score": "content"})
