@@ -1,7 +1,7 @@
 r"""Losses: BPR (eq. 12), the IDSF contrastive loss (eq. 3–6) and L2 regularization (eq. 13)."""
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,25 @@ def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     # float32 even under autocast (bf16 scores): the loss is accumulated at full precision.
     dtype = torch.promote_types(pos_scores.dtype, torch.float32)
     return -F.logsigmoid(pos_scores.to(dtype) - neg_scores.to(dtype)).mean()
+
+
+class BPRBatch(NamedTuple):
+    """:func:`bpr_batch`'s result: the loss and the batch's embeddings (for regularizers on them)."""
+
+    loss: Tensor
+    user: Tensor   #: ``[B, d]``
+    pos: Tensor    #: ``[B, d]``
+    neg: Tensor    #: ``[B, d]``
+
+
+def bpr_batch(user_emb: Tensor, item_emb: Tensor, users: Tensor, pos: Tensor, neg: Tensor) -> BPRBatch:
+    r"""Eq. (12) for a batch of triples, scores as inner products :math:`\hat{y}_{ui} = \mathbf{e}_u^\top\mathbf{e}_i`
+    of the rows of ``user_emb`` ``[U, d]`` and ``item_emb`` ``[I, d]``. Rows are taken with ``index_select``: the
+    backward of advanced indexing (``index_put_`` with accumulation) is not bit-reproducible on the CPU with more
+    than one thread."""
+    u = user_emb.index_select(0, users)
+    p, n = item_emb.index_select(0, pos), item_emb.index_select(0, neg)
+    return BPRBatch(bpr_loss((u * p).sum(-1), (u * n).sum(-1)), u, p, n)
 
 
 def mutual_information(a: Tensor, b: Tensor, tau: float) -> Tensor:

@@ -43,11 +43,10 @@ MIN_TAU_FIXED_SHIFT = 2.0 / 80.0
 #: A matrix of at most this many bytes is done in one block and its exponentials kept for the backward
 #: pass (no recomputation); larger ones are recomputed block by block.
 SAVE_BELOW_BYTES = 32 * 2**20
-#: Bytes of one [block, M] buffer (a block keeps about three). On the CPU, cache-sized: blocks of
-#: 256 rows (7 MiB for Baby's 7,050 items) ran a Baby all-item step 1.6x its GEMM floor on the 2-core test
-#: machine (32 MiB L3), 1,024 rows 1.8x, 2,048 rows 3.1x. On a GPU, large: a fraction of the device's
-#: *total* memory (not the momentary free memory, so that the block size, and with it every rounding,
-#: repeats from run to run), capped.
+#: Bytes of one [block, M] buffer (a block keeps about three). On the CPU, cache-sized (a few blocks fit in
+#: the last-level cache; measurements: experiments/RESULTS.md, "Measurements behind the defaults"). On a GPU,
+#: large: a fraction of the device's *total* memory (not the momentary free memory, so that the block size,
+#: and with it every rounding, repeats from run to run), capped.
 _CPU_BUFFER_BYTES = 8 * 2**20
 _GPU_BUFFER_FRACTION, _GPU_BUFFER_CAP = 1 / 256, 256 * 2**20
 _BLOCK_ROW_MULTIPLE = 64

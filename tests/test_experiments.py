@@ -413,3 +413,15 @@ def test_scatter_and_heatmap_draw_where_told(tmp_path):
     assert tuple(img[55, 25]) == (8, 48, 107) and tuple(img[55, 35]) == (255, 255, 255)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         heatmap(tmp_path / "x.png", np.array([[2.0]]))
+
+
+def test_the_newcomers_example_trains_idsf_from_its_parts(capsys):
+    """experiments/idsf_example.py, the short entry point: it builds IDSF from its three parts, trains, validates
+    every epoch and reads the test split once."""
+    from experiments import idsf_example
+    idsf_example.main(["--epochs", "2", "--dim", "16"])
+    out = capsys.readouterr().out
+    assert "IDSFStructure(" in out and "IDSFContent(" in out and "IDSFContrast(" in out
+    recalls = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("epoch")]
+    assert len(recalls) == 2 and all(0 < r <= 1 for r in recalls)
+    assert "best validation epoch" in out and "test recall@20" in out

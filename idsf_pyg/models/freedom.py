@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import spmm
 
-from ..losses import bpr_loss
+from ..losses import bpr_batch, bpr_loss
 from .base import MultimodalRecommender, knn_graph_from_features, layer_mean, sym_norm_csr
 from ..options import PositiveInt, Probability
 
@@ -91,8 +91,7 @@ class FREEDOM(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
-        u = u_all.index_select(0, users)
-        bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
+        bpr, u, _, _ = bpr_batch(u_all, i_all, users, pos, neg)
         modal = u.new_zeros(())
         for m in self.modalities:
             f = self.proj[m](self.feature(m))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
-from ..losses import bpr_loss, l2_penalty
+from ..losses import bpr_batch, l2_penalty
 from .base import MultimodalRecommender, sym_norm_csr
 from ..options import PositiveInt
 
@@ -75,8 +75,7 @@ class GRCN(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
-        u = u_all.index_select(0, users)
-        bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
+        bpr, u, _, _ = bpr_batch(u_all, i_all, users, pos, neg)
         ids = self.id_emb.weight
         batch = [ids.index_select(0, users), ids.index_select(0, self.num_users + pos),
                  ids.index_select(0, self.num_users + neg), *(self.pref[m].index_select(0, users) for m in self.modalities)]

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from ..errors import ConfigError
-from ..losses import bpr_loss, l2_penalty
+from ..losses import bpr_batch, l2_penalty
 from ..nn.init import reset_linear
 from ..options import NonNegativeFloat, PositiveInt, options_of
 from ..parallel import Shard, batch_share
@@ -293,11 +293,9 @@ class IDSF(Recommender):
         rows = self.contrast.rows(pos, neg, self.num_items) if self.contrast is not None else None
         users, pos, neg = users[batch], pos[batch], neg[batch]
         out = self.forward()
-        # index_select, not out[...][idx]: the backward of advanced indexing (index_put_ with accumulate) is
-        # not bit-reproducible on the CPU with more than one thread.
-        u = out.user.index_select(0, users)
-        i, j = out.item.index_select(0, pos), out.item.index_select(0, neg)
-        bpr = bpr_loss((u * i).sum(-1), (u * j).sum(-1)) if users.numel() else u.new_zeros(())
+        bpr, u, i, j = bpr_batch(out.user, out.item, users, pos, neg)
+        if not users.numel():   # a rank's empty slice of a last, short batch
+            bpr = u.new_zeros(())
         total = weight * bpr if shard is not None else bpr
         logs = {"bpr": total.detach()}
         if self.contrast_weight > 0:

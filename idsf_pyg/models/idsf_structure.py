@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.utils import to_torch_csr_tensor
 
-from ..nn import IDSFConv, ModalityAttention
+from ..nn import ModalityAttention
 from ..nn.init import check_scheme, reset_attention
 from ..options import Check, NonNegativeFloat, NonNegativeInt, PositiveInt
 

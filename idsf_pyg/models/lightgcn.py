@@ -6,7 +6,7 @@ from typing import Dict, Optional, Tuple
 from torch import Tensor, nn
 from torch_geometric.nn import LGConv
 
-from ..losses import bpr_loss, l2_penalty
+from ..losses import bpr_batch, l2_penalty
 from .base import Recommender
 from ..options import PositiveInt
 
@@ -52,8 +52,7 @@ class LightGCN(Recommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
-        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
-        bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
+        bpr, u, p, n = bpr_batch(u_all, i_all, users, pos, neg)
         ego = self.embedding.weight
         reg = self.reg_weight * l2_penalty([ego.index_select(0, users), ego.index_select(0, self.num_users + pos),
                                                   ego.index_select(0, self.num_users + neg)])

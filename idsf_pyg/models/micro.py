@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import spmm
 
-from ..losses import bpr_loss, l2_penalty, mutual_information
+from ..losses import bpr_batch, l2_penalty, mutual_information
 from ..nn import ModalityAttention
 from .base import MultimodalRecommender, knn_graph_from_features, layer_mean, sym_norm_csr
 from ..options import PositiveFloat, PositiveInt
@@ -91,8 +91,7 @@ class MICRO(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all, fused, views = self._forward()
-        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
-        bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
+        bpr, u, p, n = bpr_batch(u_all, i_all, users, pos, neg)
         reg = self.reg_weight * l2_penalty([u, p, n]) / (2 * users.numel())
         rows = torch.unique(pos)
         fused_rows = fused.index_select(0, rows)

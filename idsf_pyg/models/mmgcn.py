@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import spmm
 
-from ..losses import bpr_loss, l2_penalty
+from ..losses import bpr_batch, l2_penalty
 from .base import MultimodalRecommender
 from ..options import PositiveInt
 
@@ -67,8 +67,7 @@ class MMGCN(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
-        u = u_all.index_select(0, users)
-        bpr = bpr_loss((u * i_all.index_select(0, pos)).sum(-1), (u * i_all.index_select(0, neg)).sum(-1))
+        bpr, u, _, _ = bpr_batch(u_all, i_all, users, pos, neg)
         ids = self.id_emb.weight
         prefs = [self.gcn[m].pref.index_select(0, users) for m in self.modalities]
         reg = self.reg_weight * l2_penalty([ids.index_select(0, users), ids.index_select(0, self.num_users + pos),

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import spmm
 
-from ..losses import bpr_loss, l2_penalty
+from ..losses import bpr_batch, l2_penalty
 from .base import Recommender
 from ..options import PositiveInt, Probability
 
@@ -69,7 +69,6 @@ class NGCF(Recommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
-        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
-        bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
+        bpr, u, p, n = bpr_batch(u_all, i_all, users, pos, neg)
         reg = self.reg_weight * l2_penalty([u, p, n]) / (2 * users.numel())
         return bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}

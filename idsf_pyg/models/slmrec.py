@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..losses import bpr_loss, l2_penalty, mutual_information
+from ..losses import bpr_batch, l2_penalty, mutual_information
 from .base import MultimodalRecommender, layer_mean
 from ..options import Probability, PositiveFloat, PositiveInt
 
@@ -61,8 +61,7 @@ class SLMRec(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
-        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
-        bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
+        bpr, u, p, n = bpr_batch(u_all, i_all, users, pos, neg)
         reg = self.reg_weight * l2_penalty([u, p, n]) / (2 * users.numel())
         total, logs = bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}
         if self.ssl_weight > 0:

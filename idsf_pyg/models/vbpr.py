@@ -6,7 +6,7 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..losses import bpr_loss, l2_penalty
+from ..losses import bpr_batch, l2_penalty
 from .base import MultimodalRecommender
 from ..options import PositiveInt
 
@@ -48,7 +48,6 @@ class VBPR(MultimodalRecommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         u_all, i_all = self.embed()
-        u, p, n = u_all.index_select(0, users), i_all.index_select(0, pos), i_all.index_select(0, neg)
-        bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
+        bpr, u, p, n = bpr_batch(u_all, i_all, users, pos, neg)
         reg = self.reg_weight * l2_penalty([u[:, :-1], p[:, :-1], n[:, :-1]]) / (2 * users.numel())
         return bpr + reg, {"bpr": bpr.detach(), "reg": reg.detach()}

@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import yaml
 
@@ -52,9 +52,8 @@ class TrainConfig:
     batch_size: int = 1024
     epochs: int = 1000
     eval_every: int = 1
-    # Evaluations without a better validation score before stopping. 20 at one evaluation per epoch, as
-    # MMRec runs every model: 5 stopped LightGCN and IDSF on early plateaus (LightGCN on Baby: 6.86 %
-    # test R@20 at patience 5 vs 7.67 % at 20, measured by the session that filed issue 10).
+    # Evaluations without a better validation score before stopping: 20 at one evaluation per epoch, as MMRec
+    # runs every model (why not fewer: experiments/RESULTS.md, "Measurements behind the defaults").
     patience: int = 20
     select_metric: str = "recall@20"
     ks: List[int] = field(default_factory=lambda: [10, 20])
