@@ -208,14 +208,7 @@ def train_in_store(cfg: RunConfig, folder: Path, device: str, threads: Optional[
     """Trains ``cfg`` into ``folder`` (its log in ``folder/train.log``) or reads the finished run back."""
     with locked(folder):
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "train.log", "a", encoding="utf-8") as logf:
-            def log(line: str) -> None:
-                logf.write(line + "\n")
-                logf.flush()
-            result = run(cfg, folder, device=device, threads=threads, progress=False, reuse=True,
-                         overwrite=overwrite, log=log)
-    result.pop("_topk", None)
-    return result
+        return run(cfg, folder, device=device, threads=threads, progress=False, reuse=True, overwrite=overwrite)
 
 
 def _train_job(job: Tuple[RunConfig, Path, str, Optional[int], bool]) -> Dict[str, Any]:

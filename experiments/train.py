@@ -26,6 +26,7 @@ import yaml
 
 from idsf_pyg.cli import DEBUG_HELP, entry_point
 from idsf_pyg.errors import ConfigError
+from idsf_pyg.logs import console
 from idsf_pyg.models import MODELS
 from idsf_pyg.train import RunConfig, resolve_run_config, run
 from idsf_pyg.train.config import MODEL_FILE_KEYS, read_yaml
@@ -179,10 +180,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     cfg = config_from_args(args.config, args)
     if args.save_topk and args.out is None:
         raise ConfigError("--save-topk needs --out DIR (the top-k lists go to DIR/topk.csv)", "--save-topk")
-    result = run(cfg, args.out, device=args.device, threads=args.threads, progress=not args.no_progress,
-                 save_topk=args.save_topk, overwrite=args.overwrite, resume=not args.no_resume,
-                 deterministic=args.deterministic, checkpoint_every=args.checkpoint_every)
-    result.pop("_topk", None)
+    with console():
+        result = run(cfg, args.out, device=args.device, threads=args.threads, progress=not args.no_progress,
+                     save_topk=args.save_topk, overwrite=args.overwrite, resume=not args.no_resume,
+                     deterministic=args.deterministic, checkpoint_every=args.checkpoint_every)
     print(f"\n{result['stopped']}; best validation epoch {result['best_epoch']} of {result['epochs_run']}; "
           f"{result['seconds']['per_epoch_mean']:.2f}s per epoch, {result['seconds']['per_eval_mean']:.2f}s "
           f"per evaluation")

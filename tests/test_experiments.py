@@ -76,7 +76,7 @@ def test_zero_weight_ablations_equal_their_zero_weights(tmp_path):
     the store, each pair gives the same numbers, which is what makes sharing one run honest."""
     def trained(name: str, *options: str) -> dict:
         cfg = cell_config(SYNTHETIC, Cell(name, options), 0, EXTRA)
-        return run(cfg, tmp_path / name, device="cpu", threads=1, progress=False, log=lambda s: None)
+        return run(cfg, tmp_path / name, device="cpu", threads=1, progress=False)
 
     full = trained("full")
     for switch, weight in (("structure_no_id=true", "gamma=0"), ("no_contrast=true", "beta=0.0")):

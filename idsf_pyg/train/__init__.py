@@ -3,8 +3,8 @@ from .checkpoint import Checkpointer, TrainState
 from .config import RunConfig, TrainConfig, resolve_run_config, run_key
 from .run import RunFolder, build_model, finished_run, hardware, load_run_data, resolve_device, run, software_versions
 from .sampler import BPRSampler
-from .trainer import set_seed, train, use_deterministic_algorithms
+from .trainer import Trainer, TrainResult, set_seed, train, use_deterministic_algorithms
 
-__all__ = ["BPRSampler", "Checkpointer", "RunConfig", "RunFolder", "TrainConfig", "TrainState", "build_model",
-           "finished_run", "hardware", "load_run_data", "resolve_device", "resolve_run_config", "run", "run_key",
+__all__ = ["BPRSampler", "Checkpointer", "RunConfig", "RunFolder", "TrainConfig", "TrainResult", "TrainState", "Trainer",
+           "build_model", "finished_run", "hardware", "load_run_data", "resolve_device", "resolve_run_config", "run", "run_key",
            "set_seed", "software_versions", "train", "use_deterministic_algorithms"]

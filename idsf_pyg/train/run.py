@@ -17,7 +17,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -25,10 +25,11 @@ import yaml
 
 from ..data import default_data_root, describe, load_dataset
 from ..errors import ConfigError, IDSFError, RunFolderError
+from ..logs import log_file, logger, silenced
 from .checkpoint import Checkpointer, cpu_state
 from .config import RunConfig, key_differences, key_material, run_key
 from .distributed import broadcast_error, from_environment, local_device
-from .run_folder import BEST, CHECKPOINT, CONFIG, MANIFEST, RESULTS, TOPK, RunFolder, require_one_run
+from .run_folder import BEST, CHECKPOINT, CONFIG, LOG, MANIFEST, RESULTS, TOPK, RunFolder, require_one_run
 from .trainer import set_seed, train, use_deterministic_algorithms
 
 #: Format of best.pt: {"format", "idsf_pyg", "model", "run_key", "state_dict"}, loadable with weights_only=True.
@@ -84,8 +85,7 @@ def build_model(cfg: RunConfig, data):
 
 def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", threads: Optional[int] = None,
         progress: bool = True, save_topk: bool = False, overwrite: bool = False, resume: bool = True,
-        reuse: bool = False, deterministic: bool = False, checkpoint_every: int = 1,
-        log: Callable[[str], None] = lambda s: print(s, flush=True)) -> Dict[str, Any]:
+        reuse: bool = False, deterministic: bool = False, checkpoint_every: int = 1) -> Dict[str, Any]:
     """Trains ``cfg`` (resuming its checkpoint in ``out`` if there is one) and writes the run folder.
 
     Args:
@@ -112,36 +112,38 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
     dev = local_device(dev, shard)
     lead = shard is None or shard.rank == 0
     if not lead:                           # one log, one set of files: rank 0's
-        log, progress = (lambda s: None), False
+        progress = False
     folder = RunFolder(out) if out is not None else None
     with contextlib.ExitStack() as held:
+        held.enter_context(silenced(not lead))
         error: Optional[BaseException] = None
         if folder is not None and lead:  # the one writer, for the whole run
             try:
-                held.enter_context(folder.writing(log))
+                held.enter_context(folder.writing())
+                held.enter_context(log_file(folder.file(LOG)))   # the run's own log, beside its results
             except IDSFError as e:
                 error = e
         broadcast_error(shard, error)
         return _run_holding(cfg, folder, dev, shard, lead, progress=progress, save_topk=save_topk,
                             overwrite=overwrite, resume=resume, reuse=reuse, deterministic=deterministic,
-                            checkpoint_every=checkpoint_every, log=log)
+                            checkpoint_every=checkpoint_every)
 
 
 def _run_holding(cfg: RunConfig, folder: Optional[RunFolder], dev: torch.device, shard, lead: bool, *,
                  progress: bool, save_topk: bool, overwrite: bool, resume: bool, reuse: bool, deterministic: bool,
-                 checkpoint_every: int, log: Callable[[str], None]) -> Dict[str, Any]:
+                 checkpoint_every: int) -> Dict[str, Any]:
     """:func:`run` once the folder's lock is held (by rank 0 under torchrun)."""
     use_deterministic_algorithms(deterministic)
 
     t0 = time.perf_counter()
     data = load_run_data(cfg)
     info = describe(data)
-    log(f"data: {info['name']}  users {info['users']}  items {info['items']}  train/val/test edges "
+    logger.info(f"data: {info['name']}  users {info['users']}  items {info['items']}  train/val/test edges "
         f"{info['train_edges']}/{info['val_edges']}/{info['test_edges']}  ({time.perf_counter() - t0:.1f}s)")
     for note in info["notes"]:
-        log(f"  note: {note}")
+        logger.info(f"  note: {note}")
     for m, d in info["modalities"].items():
-        log(f"  modality {m}: {d['dim']}-d, {d['source']}")
+        logger.info(f"  modality {m}: {d['dim']}-d, {d['source']}")
     key = run_key(cfg, info["fingerprint"], data.feature_sources)
     material = key_material(cfg, info["fingerprint"], data.feature_sources)
 
@@ -149,7 +151,7 @@ def _run_holding(cfg: RunConfig, folder: Optional[RunFolder], dev: torch.device,
     try:
         if folder is not None and lead:
             done, checkpointer = _prepare_folder(folder, cfg, key, material, reuse, overwrite, resume,
-                                                 checkpoint_every, log)
+                                                 checkpoint_every)
     except IDSFError as e:
         error = e
     broadcast_error(shard, error)
@@ -165,20 +167,17 @@ def _run_holding(cfg: RunConfig, folder: Optional[RunFolder], dev: torch.device,
 
     set_seed(cfg.train.seed)  # before the model is built: its initialization is part of the run
     model = build_model(cfg, data)
-    log(f"model: {cfg.model} {cfg.model_args}\ntrain: {cfg.train}  device {dev}"
+    logger.info(f"model: {cfg.model} {cfg.model_args}\ntrain: {cfg.train}  device {dev}"
         + (f"  ranks {shard.world} ({shard.backend})" if shard is not None else ""))
-    result = train(model, data, cfg.train, device=dev, log=log, save_topk=save_topk, progress=progress,
-                   checkpoint=checkpointer, data_info=info, shard=shard)
-    topk = result.pop("_topk")
+    trained = train(model, data, cfg.train, device=dev, save_topk=save_topk, progress=progress,
+                    checkpoint=checkpointer, data_info=info, shard=shard)
     result = {"model": cfg.model, "config": cfg.to_dict(), "config_sources": cfg.sources, "run_key": key,
               "key_material": material, "seed": cfg.train.seed, "feature_sources": dict(data.feature_sources),
               "software": software_versions(), "hardware": hardware(dev), "deterministic": deterministic,
               "world_size": 1 if shard is None else shard.world,
-              "backend": None if shard is None else shard.backend, **result}
+              "backend": None if shard is None else shard.backend, **trained.to_dict()}
     if folder is not None and lead:
-        _write_results(folder, cfg, key, model, result, topk)
-    if topk is not None:
-        result["_topk"] = topk
+        _write_results(folder, cfg, key, model, result, trained.topk)
     return result
 
 
@@ -222,13 +221,13 @@ def check_run_key(folder: Path, cfg: RunConfig, data, saved: Dict[str, Any], rec
 
 
 def _prepare_folder(folder: RunFolder, cfg: RunConfig, key: str, material: Dict[str, Any], reuse: bool,
-                    overwrite: bool, resume: bool, checkpoint_every: int, log: Callable[[str], None]):
+                    overwrite: bool, resume: bool, checkpoint_every: int):
     """Checks ``folder`` against this run (finished results, a checkpoint of another configuration) and
     writes its ``config.yaml``; returns ``(finished results to reuse or None, checkpointer)``."""
     done = None if overwrite else folder.finished()
     if done is not None and reuse and done.get("run_key") == key:
         _check_recorded_keys(folder, key)
-        log(f"finished earlier with the same configuration: reading {folder.file(RESULTS)}")
+        logger.info(f"finished earlier with the same configuration: reading {folder.file(RESULTS)}")
         return done, None
     if done is not None:
         if done.get("run_key") == key:

@@ -40,10 +40,13 @@ from typing import Any, Callable, Dict, IO, Iterator, Optional
 import yaml
 
 from ..errors import RunFolderError
+from ..logs import logger
 from ..io import remove_temp_files, sha256_file, writable_folder, write_json, write_with
 
 CONFIG, CHECKPOINT, BEST, RESULTS, TOPK = "config.yaml", "checkpoint.pt", "best.pt", "results.json", "topk.csv"
 MANIFEST, LOCK = "manifest.json", ".lock"
+#: The run's log (plain lines with times, appended by every session that wrote the folder); not sealed.
+LOG = "train.log"
 #: The files a manifest vouches for.
 SEALED = (CONFIG, CHECKPOINT, BEST, RESULTS, TOPK)
 MANIFEST_FORMAT = 1
@@ -86,7 +89,7 @@ class RunFolder:
 
     # ------------------------------------------------------------------------------------ the writer
     @contextlib.contextmanager
-    def writing(self, log: Callable[[str], None] = lambda s: None) -> Iterator["RunFolder"]:
+    def writing(self) -> Iterator["RunFolder"]:
         """Holds the folder's lock while the block runs: the one writer. Refuses at once when another process
         holds it; reports a holder that died and removes the temporary files its killed writes left."""
         writable_folder(self.path, "--out")
@@ -110,9 +113,9 @@ class RunFolder:
                 alive = previous.get("host") == socket.gethostname() and isinstance(previous.get("pid"), int) \
                     and previous["pid"] != os.getpid() and _pid_alive(previous["pid"])
                 state = "still running but no longer holding the lock" if alive else "no longer running"
-                log(f"  note: took over the run folder from {describe_holder(previous)}, {state}")
+                logger.info(f"  note: took over the run folder from {describe_holder(previous)}, {state}")
             for tmp in remove_temp_files(self.path):
-                log(f"  note: removed {tmp.name}, left by a write that was killed")
+                logger.info(f"  note: removed {tmp.name}, left by a write that was killed")
             f.seek(0)
             f.truncate()
             json.dump({"pid": os.getpid(), "host": socket.gethostname(),

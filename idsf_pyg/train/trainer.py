@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict
-from typing import Any, Callable, Dict, Optional
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..data.graph import EDGE, ITEM, describe
 from ..errors import TrainingError
 from ..eval import evaluator_for
+from ..logs import logger
 from ..models.base import Recommender
 from .checkpoint import Checkpointer, TrainState, cpu_state
 from .config import TrainConfig
@@ -50,148 +51,202 @@ def use_deterministic_algorithms(enabled: bool) -> None:
     torch.backends.cudnn.deterministic = enabled
 
 
-def train(model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
-          log: Callable[[str], None] = lambda s: print(s, flush=True), save_topk: bool = False,
-          progress: bool = True, checkpoint: Optional[Checkpointer] = None,
-          data_info: Optional[Dict[str, Any]] = None, shard: Optional[Shard] = None) -> Dict[str, Any]:
-    """Trains ``model`` on ``data``'s training edges and returns a results dict.
+@dataclass
+class TrainResult:
+    """What one training run gives: written once, to ``results.json`` (:meth:`to_dict`)."""
 
-    Model selection uses the validation split only: the state with the best ``select_metric`` is kept
-    (on the CPU), and the test split is evaluated once, with that state, after training.
+    train_config: Dict[str, Any]
+    data: Dict[str, Any]
+    best_epoch: int
+    stopped: str
+    epochs_run: int
+    resumed_after_epochs: List[int]
+    seconds: Dict[str, float]
+    val_curve: List[Dict[str, Any]]
+    val: Dict[str, float]
+    test: Dict[str, float]
+    test_users: int
+    #: Each test user's top-k items and the users, with ``save_topk`` (not in :meth:`to_dict`: a file of its own).
+    topk: Optional[Tuple[Tensor, Tensor]] = None
 
-    With a ``checkpoint``, the run is saved after every ``checkpoint.every`` epochs and when it stops;
-    if the checkpoint file exists already, training continues from it and ends with the same numbers
-    as an uninterrupted run (same seed, threads and device). The model must have been built from the
-    same seed as in the first session (:func:`set_seed` before building it). ``data_info`` is
-    :func:`~idsf_pyg.data.describe` of ``data`` if the caller has it already (it sorts every split).
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "topk"}
 
-    With ``shard``, this process is one rank of a data-parallel job (:mod:`idsf_pyg.train.distributed`):
-    every rank draws the same global batches and computes its share of each step's loss, gradients are
-    summed over the ranks before every optimizer step, evaluation is split by users, and only rank 0
-    saves checkpoints (every rank resumes from them).
+
+class Trainer:
+    """Trains a model on a graph's training edges, in the manner of MMRec's trainer: :meth:`fit` runs epochs of
+    :meth:`train_epoch` and, every ``eval_every`` epochs, :meth:`validate`, which keeps the best state and decides
+    when to stop; :meth:`test` then reads the test split once, with the state chosen on validation.
+
+    With a ``checkpoint``, the run is saved after every ``checkpoint.every`` epochs and when it stops; if the
+    checkpoint file exists already, training continues from it and ends with the same numbers as an
+    uninterrupted run (same seed, threads and device). The model must have been built from the same seed as in
+    the first session (:func:`set_seed` before building it). ``data_info`` is :func:`~idsf_pyg.data.describe` of
+    ``data`` if the caller has it already (it sorts every split).
+
+    With ``shard``, this process is one rank of a data-parallel job (:mod:`idsf_pyg.train.distributed`): every
+    rank draws the same global batches and computes its share of each step's loss, gradients are summed over the
+    ranks before every optimizer step, evaluation is split by users, and only rank 0 saves checkpoints (every
+    rank resumes from them). Progress goes to :data:`idsf_pyg.logs.logger`.
     """
-    device = torch.device(device)
-    gen = set_seed(config.seed)
-    model = model.to(device)
-    store = data[EDGE]
-    sampler = BPRSampler(store.edge_index, int(data[ITEM].num_nodes), config.batch_size, gen, mode=config.sampler)
-    val_eval = evaluator_for(data, "val", ks=config.ks, batch_size=config.eval_batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=config.lr)
 
-    state, best_state = TrainState(), None
-    if checkpoint is not None and checkpoint.exists():
-        state, best_state = Checkpointer.restore(checkpoint.load(), model, opt, gen, checkpoint.path)
+    def __init__(self, model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
+                 progress: bool = True, checkpoint: Optional[Checkpointer] = None,
+                 data_info: Optional[Dict[str, Any]] = None, shard: Optional[Shard] = None):
+        self.device = torch.device(device)
+        self.config, self.data, self.progress = config, data, progress
+        self.checkpoint, self.data_info, self.shard = checkpoint, data_info, shard
+        self.generator = set_seed(config.seed)
+        self.model = model.to(self.device)
+        self.sampler = BPRSampler(data[EDGE].edge_index, int(data[ITEM].num_nodes), config.batch_size,
+                                  self.generator, mode=config.sampler)
+        self.val_eval = evaluator_for(data, "val", ks=config.ks, batch_size=config.eval_batch_size)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.state, self.best_state = TrainState(), None
+
+    def fit(self, save_topk: bool = False) -> TrainResult:
+        """Trains until a stopping rule fires (or resumes a run that had stopped), then tests once."""
+        config, state = self.config, self.state
+        if self.checkpoint is not None and self.checkpoint.exists():
+            self.resume()
+        start = time.perf_counter() - state.elapsed
+        epochs = range(state.epoch + 1, config.epochs + 1) if state.stopped is None else range(0)
+        bar = tqdm(epochs, desc="epochs", disable=not self.progress, leave=False)
+        for epoch in bar:
+            objective, means = self.train_epoch(epoch)
+            state.epoch = epoch
+            if epoch % config.eval_every == 0 or epoch == config.epochs:
+                score = self.validate(epoch, objective, means)
+                bar.set_postfix({config.select_metric: f"{score:.4f}", "best": state.best_epoch})
+            self.check_time_cap(start)
+            if state.stopped is None and epoch == config.epochs:
+                state.stopped = "max epochs"
+            state.elapsed = time.perf_counter() - start
+            self.save_checkpoint(epoch)
+            if state.stopped is not None:
+                break
+        bar.close()
+        return self.test(save_topk)
+
+    def resume(self) -> None:
+        self.state, self.best_state = Checkpointer.restore(self.checkpoint.load(), self.model, self.optimizer,
+                                                           self.generator, self.checkpoint.path)
+        state = self.state
         state.resumed_at.append(state.epoch)
-        log(f"resuming from {checkpoint.path}: {state.epoch} epochs done, best validation "
-            f"{config.select_metric} {state.best_score:.5f} at epoch {state.best_epoch}"
-            + (f" (training had ended: {state.stopped})" if state.stopped else ""))
+        logger.info(f"resuming from {self.checkpoint.path}: {state.epoch} epochs done, best validation "
+                    f"{self.config.select_metric} {state.best_score:.5f} at epoch {state.best_epoch}"
+                    + (f" (training had ended: {state.stopped})" if state.stopped else ""))
 
-    start = time.perf_counter() - state.elapsed
-    epochs = range(state.epoch + 1, config.epochs + 1) if state.stopped is None else range(0)
-    bar = tqdm(epochs, desc="epochs", disable=not progress, leave=False)
-    for epoch in bar:
+    def train_epoch(self, epoch: int) -> Tuple[float, Dict[str, float]]:
+        """One pass of BPR batches; returns the mean objective (the weighted sum actually minimized) and the mean
+        of each logged part. A non-finite objective is a :class:`TrainingError`."""
+        config, model, opt = self.config, self.model, self.optimizer
         for group in opt.param_groups:  # the official code's LambdaLR(0.96 ** (epoch / 50)), as a function of the epoch
             group["lr"] = config.lr * config.lr_decay ** ((epoch - 1) / 50)
         model.train()
         t0 = time.perf_counter()
         totals: Dict[str, Tensor] = {}
-        # The loss actually minimized (weighted sum), not the sum of the logged parts. Summed on the device
-        # in float64 and read once per epoch: no host-device synchronization per step.
-        objective = torch.zeros((), dtype=torch.float64, device=device)
-        for users, pos, neg in tqdm(sampler, desc=f"epoch {epoch}", leave=False, disable=not progress,
-                                    total=len(sampler)):
-            with autocast(device, config.amp):
-                loss, parts = _step_loss(model, users.to(device), pos.to(device), neg.to(device), shard)
+        # Summed on the device in float64 and read once per epoch: no host-device synchronization per step.
+        objective = torch.zeros((), dtype=torch.float64, device=self.device)
+        for users, pos, neg in tqdm(self.sampler, desc=f"epoch {epoch}", leave=False, disable=not self.progress,
+                                    total=len(self.sampler)):
+            with autocast(self.device, config.amp):
+                loss, parts = _step_loss(model, users.to(self.device), pos.to(self.device), neg.to(self.device),
+                                         self.shard)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if shard is not None:
-                all_reduce_gradients(params, shard)
+            if self.shard is not None:
+                all_reduce_gradients(self.params, self.shard)
             opt.step()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v.double()
             objective += loss.detach().double()
-        if shard is not None:  # each rank holds its share of the epoch's losses
+        if self.shard is not None:  # each rank holds its share of the epoch's losses
             keys = sorted(totals)
-            both = shard.all_reduce(torch.stack([objective] + [totals[k] for k in keys]))
+            both = self.shard.all_reduce(torch.stack([objective] + [totals[k] for k in keys]))
             objective, totals = both[0], dict(zip(keys, both[1:]))
-        means = {k: float(v) / len(sampler) for k, v in totals.items()}
-        value = float(objective)
+        n = len(self.sampler)
+        means = {k: float(v) / n for k, v in totals.items()}
+        value = float(objective) / n
         if not math.isfinite(value):
-            kept = (f"; the checkpoint of epoch {state.epoch} is kept in {checkpoint.path}"
-                    if checkpoint is not None and checkpoint.exists() else "")
-            raise TrainingError(f"the loss became {value} in epoch {epoch} ({_fmt(means)}): lower the learning "
-                                f"rate (now {config.lr:g}) or check the feature scale{kept}")
-        state.epoch = epoch
-        state.epoch_times.append(time.perf_counter() - t0)
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            t1 = time.perf_counter()
-            model.eval()
-            with torch.no_grad():
-                u, i = model.embed()
-                val = val_eval.evaluate(u, i, shard=shard)
-            state.eval_times.append(time.perf_counter() - t1)
-            score = float(val[config.select_metric])
-            state.curve.append({"epoch": epoch, "seconds": state.epoch_times[-1], "loss": value / len(sampler),
-                                **{f"loss_{k}": v for k, v in means.items()},
-                                **{f"val_{k}": v for k, v in val.items() if "@" in k}})
-            improved = score > state.best_score
-            if improved:
-                state.best_score, state.best_epoch, state.since_best = score, epoch, 0
-                best_state = cpu_state(model)
-            else:
-                state.since_best += 1
-            log(f"epoch {epoch:4d}  loss {value / len(sampler):.4f} {_fmt(means)}  "
-                f"val {config.select_metric} {score:.5f}{' *' if improved else ''}  ({state.epoch_times[-1]:.1f}s)")
-            bar.set_postfix({config.select_metric: f"{score:.4f}", "best": state.best_epoch})
-            if state.since_best >= config.patience:
-                state.stopped = (f"early stopping: no better validation {config.select_metric} for "
-                                 f"{config.patience} evaluations")
-        if state.stopped is None and config.max_seconds is not None:
-            over = torch.tensor(float(time.perf_counter() - start > config.max_seconds), device=device)
-            if shard is not None:  # the ranks' clocks differ: stop when any rank is over, all together
-                shard.all_reduce(over, "max")
-            if over.item() > 0:
-                state.stopped = f"time cap of {config.max_seconds:.0f}s reached"
-        if state.stopped is None and epoch == config.epochs:
-            state.stopped = "max epochs"
-        state.elapsed = time.perf_counter() - start
-        if checkpoint is not None and checkpoint.due(epoch, state.stopped is not None) \
-                and (shard is None or shard.rank == 0):
-            checkpoint.save(model, opt, gen, state, best_state)
-        if state.stopped is not None:
-            break
-    bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            kept = (f"; the checkpoint of epoch {self.state.epoch} is kept in {self.checkpoint.path}"
+                    if self.checkpoint is not None and self.checkpoint.exists() else "")
+            raise TrainingError(f"the loss became {float(objective)} in epoch {epoch} ({_fmt(means)}): lower the "
+                                f"learning rate (now {config.lr:g}) or check the feature scale{kept}")
+        self.state.epoch_times.append(time.perf_counter() - t0)
+        return value, means
 
-    # The test split is read exactly once, at the epoch chosen on validation.
-    model.eval()
-    test_eval = evaluator_for(data, "test", mask_val_in_test=config.mask_val_in_test, ks=config.ks,
-                              batch_size=config.eval_batch_size)
-    with torch.no_grad():
-        u, i = model.embed()
-        test = test_eval.evaluate(u, i, return_topk=save_topk, shard=shard)
-    topk = None
-    if save_topk:
-        topk = (test.pop("topk"), test.pop("topk_users"))
-    best_val = next((c for c in state.curve if c["epoch"] == state.best_epoch), {})
-    return {
-        "train_config": asdict(config),
-        "data": data_info if data_info is not None else describe(data),
-        "best_epoch": state.best_epoch,
-        "stopped": state.stopped or "max epochs",
-        "epochs_run": state.epoch,
-        "resumed_after_epochs": state.resumed_at,
-        "seconds": {"train_total": state.elapsed,
-                    "per_epoch_mean": sum(state.epoch_times) / max(len(state.epoch_times), 1),
-                    "per_eval_mean": sum(state.eval_times) / max(len(state.eval_times), 1)},
-        "val_curve": state.curve,
-        "val": {k[4:]: v for k, v in best_val.items() if k.startswith("val_")},
-        "test": {k: v for k, v in test.items() if "@" in k},
-        "test_users": test["num_users"],
-        "_topk": topk,
-    }
+    def validate(self, epoch: int, objective: float, means: Dict[str, float]) -> float:
+        """Full ranking on the validation split: records the curve, keeps the best state (on the CPU) and sets
+        ``stopped`` after ``patience`` evaluations without improvement; returns the selection metric."""
+        config, state, model = self.config, self.state, self.model
+        t1 = time.perf_counter()
+        model.eval()
+        with torch.no_grad():
+            val = self.val_eval.evaluate(*model.embed(), shard=self.shard)
+        state.eval_times.append(time.perf_counter() - t1)
+        score = float(val[config.select_metric])
+        state.curve.append({"epoch": epoch, "seconds": state.epoch_times[-1], "loss": objective,
+                            **{f"loss_{k}": v for k, v in means.items()},
+                            **{f"val_{k}": v for k, v in val.items() if "@" in k}})
+        improved = score > state.best_score
+        if improved:
+            state.best_score, state.best_epoch, state.since_best = score, epoch, 0
+            self.best_state = cpu_state(model)
+        else:
+            state.since_best += 1
+        logger.info(f"epoch {epoch:4d}  loss {objective:.4f} {_fmt(means)}  "
+                    f"val {config.select_metric} {score:.5f}{' *' if improved else ''}  ({state.epoch_times[-1]:.1f}s)")
+        if state.since_best >= config.patience:
+            state.stopped = (f"early stopping: no better validation {config.select_metric} for "
+                             f"{config.patience} evaluations")
+        return score
+
+    def check_time_cap(self, start: float) -> None:
+        """``max_seconds``: stops cleanly once training has taken longer (all ranks together)."""
+        if self.state.stopped is not None or self.config.max_seconds is None:
+            return
+        over = torch.tensor(float(time.perf_counter() - start > self.config.max_seconds), device=self.device)
+        if self.shard is not None:  # the ranks' clocks differ: stop when any rank is over, all together
+            self.shard.all_reduce(over, "max")
+        if over.item() > 0:
+            self.state.stopped = f"time cap of {self.config.max_seconds:.0f}s reached"
+
+    def save_checkpoint(self, epoch: int) -> None:
+        if self.checkpoint is not None and self.checkpoint.due(epoch, self.state.stopped is not None) \
+                and (self.shard is None or self.shard.rank == 0):
+            self.checkpoint.save(self.model, self.optimizer, self.generator, self.state, self.best_state)
+
+    def test(self, save_topk: bool = False) -> TrainResult:
+        """The test split, read exactly once, with the state of the best validation epoch."""
+        config, state, model = self.config, self.state, self.model
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        model.eval()
+        test_eval = evaluator_for(self.data, "test", mask_val_in_test=config.mask_val_in_test, ks=config.ks,
+                                  batch_size=config.eval_batch_size)
+        with torch.no_grad():
+            test = test_eval.evaluate(*model.embed(), return_topk=save_topk, shard=self.shard)
+        topk = (test.pop("topk"), test.pop("topk_users")) if save_topk else None
+        best_val = next((c for c in state.curve if c["epoch"] == state.best_epoch), {})
+        return TrainResult(
+            train_config=asdict(config),
+            data=self.data_info if self.data_info is not None else describe(self.data),
+            best_epoch=state.best_epoch, stopped=state.stopped or "max epochs", epochs_run=state.epoch,
+            resumed_after_epochs=state.resumed_at,
+            seconds={"train_total": state.elapsed,
+                     "per_epoch_mean": sum(state.epoch_times) / max(len(state.epoch_times), 1),
+                     "per_eval_mean": sum(state.eval_times) / max(len(state.eval_times), 1)},
+            val_curve=state.curve, val={k[4:]: v for k, v in best_val.items() if k.startswith("val_")},
+            test={k: v for k, v in test.items() if "@" in k}, test_users=test["num_users"], topk=topk)
+
+
+def train(model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
+          save_topk: bool = False, progress: bool = True, checkpoint: Optional[Checkpointer] = None,
+          data_info: Optional[Dict[str, Any]] = None, shard: Optional[Shard] = None) -> TrainResult:
+    """``Trainer(model, data, config, ...).fit(save_topk)``: trains, selects on validation, tests once."""
+    return Trainer(model, data, config, device, progress, checkpoint, data_info, shard).fit(save_topk)
 
 
 def _step_loss(model: Recommender, users: Tensor, pos: Tensor, neg: Tensor, shard: Optional[Shard]):

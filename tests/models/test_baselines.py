@@ -34,8 +34,8 @@ def test_baseline_gradients_scores_and_short_training(name, data):
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: {pname} has no gradient"
     model.eval()
     assert model.score(torch.tensor([0, 5, 7])).shape == (3, 80)
-    res = train(model, data, TrainConfig(epochs=2, batch_size=64, lr=1e-3), log=lambda s: None, progress=False)
-    assert res["epochs_run"] == 2 and 0 <= res["test"]["recall@20"] <= 1
+    res = train(model, data, TrainConfig(epochs=2, batch_size=64, lr=1e-3), progress=False)
+    assert res.epochs_run == 2 and 0 <= res.test["recall@20"] <= 1
 
 
 def test_lightgcn_propagation_matches_pyg(data):

@@ -19,6 +19,6 @@ def test_raw_files_to_trained_model(tmp_path):
     assert data["item"].x_image.shape == (8, 4096) and data["item"].x_text.shape == (8, 384)
     assert data[EDGE].edge_index.size(1) == 48
     model = IDSF.from_graph(data, embedding_dim=16)
-    res = train(model, data, TrainConfig(epochs=3, batch_size=16), log=lambda s: None, progress=False)
-    assert res["epochs_run"] == 3 and all(math.isfinite(v) for v in res["test"].values())
-    assert 0.0 <= res["test"]["recall@20"] <= 1.0
+    res = train(model, data, TrainConfig(epochs=3, batch_size=16), progress=False)
+    assert res.epochs_run == 3 and all(math.isfinite(v) for v in res.test.values())
+    assert 0.0 <= res.test["recall@20"] <= 1.0

@@ -1,5 +1,6 @@
 """The run folder as an artifact: one writer (its lock), a manifest checked on every read, no leftovers
 of killed writes, files with the umask's mode."""
+import io
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ import torch
 import idsf_pyg.io as io_module
 from idsf_pyg.errors import RunFolderError
 from idsf_pyg.io import file_mode, write_text
+from idsf_pyg.logs import console
 from idsf_pyg.train.checkpoint import UNSAFE_FILE_ADVICE, read_checkpoint
 from idsf_pyg.train.run_folder import MANIFEST, RunFolder, sha256_bytes
 
@@ -83,9 +85,10 @@ def test_a_dead_holders_record_is_taken_over_with_a_note_and_its_temp_files_remo
     leftover.write_bytes(b"half a checkpoint")
     keep = tmp_path / "notes.tmp"                       # not one of atomic_open's names: left alone
     keep.write_text("mine")
-    notes = []
-    with RunFolder(tmp_path).writing(notes.append):
+    stream = io.StringIO()
+    with console(stream), RunFolder(tmp_path).writing():   # the notes go to the package's log
         pass
+    notes = stream.getvalue().splitlines()
     assert any(f"took over the run folder from pid {pid}" in n and "no longer running" in n for n in notes), notes
     assert any(".checkpoint.pt.k3j_x9Qa.tmp" in n for n in notes)
     assert not leftover.exists() and keep.exists()
