@@ -1,8 +1,8 @@
 """What the paper-experiment commands share: cells trained over seeds, one run store, mean ± std tables.
 
 An experiment (Table 3, Table 4, a γ or β sweep, Table 2 over seeds) is a list of :class:`Cell` s, each a
-label and the ``experiments.train`` options that turn the dataset config into that cell's configuration
-(``--set no_content=true``, ``--modalities text``, ...). Every cell is trained once per seed.
+label and the settings, as data, that turn the dataset config into that cell's configuration
+(``{"item_score": "structure"}``, ``{"modalities": ["text"]}``, ...). Every cell is trained once per seed.
 
 **One run store.** A run's folder is named by its resolved configuration, not by the command that asked
 for it: ``STORE/<dataset>/<model>-seed<S>-<digest>``, where the digest hashes everything that defines the
@@ -10,7 +10,7 @@ run's numbers (model and all its arguments with defaults filled in, training set
 split seed, feature specs). So the full IDSF of Table 3, the "enhanced fused" row of Table 4, γ = 0.3 of
 the γ sweep and IDSF's column of Table 2 are one run, trained by whichever command gets there first and
 read back by the others; so are Table 3's "structure w/o ID" and "content w/o contrast" and the sweeps'
-γ = 0 and β = 0 (the same function: :data:`~idsf_pyg.train.config.ZERO_WEIGHT_SWITCHES`). A finished run
+γ = 0 and β = 0 (the same function: :meth:`~idsf_pyg.models.IDSF.key_options`). A finished run
 is read back only when its run key (which adds the data fingerprint and the features' sources) equals
 this one's; an interrupted one resumes from its checkpoint; a run folder that holds another key (the data
 changed under the same specs) is refused with the difference named, ``--overwrite`` retrains it. A lock
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import fcntl
 import hashlib
@@ -38,17 +39,19 @@ import json
 import math
 import multiprocessing
 import os
+import shlex
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from experiments.train import CONFIG_DIR, combine_options, config_from_args, parse_config_options, settings_of
+from experiments.train import CONFIG_DIR, config_from_args, parse_config_options, settings_of
 from idsf_pyg.cli import DEBUG_HELP
 from idsf_pyg.errors import ConfigError
 from idsf_pyg.io import atomic_open, write_text
+from idsf_pyg.models import IDSF
 from idsf_pyg.train import RunConfig, finished_run, run
 from idsf_pyg.train.config import key_material
 
@@ -63,10 +66,11 @@ UNCAPPED_EPOCHS = 1000
 
 @dataclass(frozen=True)
 class Cell:
-    """One row (or plotted point) of an experiment: its label and the ``experiments.train`` options that
-    make its configuration from the dataset config."""
+    """One row (or plotted point) of an experiment: its label and the settings that make its configuration from
+    the dataset config, as data: ``{"model": "lightgcn"}``, ``{"modalities": ["text"]}``, or any ``--set`` key
+    with its value (``{"item_score": "structure"}``, ``{"structure.gamma": 0.0}``, ``{"lr": 1e-3}``)."""
     label: str
-    argv: Tuple[str, ...] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: What a table shows for a cell whose seeds have not all finished (``--finished-only``).
@@ -158,20 +162,51 @@ def dataset_configs(text: str) -> List[Tuple[str, Path]]:
     return out
 
 
-def cell_config(config: Path, cell: Cell, seed: int, extra: str) -> RunConfig:
-    """A cell's configuration for one seed: the dataset config, ``--extra``, the cell's options, the seed.
-    A setting that ``--extra`` and the cell both set is refused (one would silently override the other), and
-    so is a seed set by either (the seeds are ``--seeds``')."""
-    base = parse_config_options(extra.split(), "--extra")
-    own = parse_config_options(list(cell.argv), f"cell {cell.label!r}")
-    for ns, name, option in ((base, "--extra", "--extra"), (own, f"cell {cell.label!r}", "--param")):
-        seed_option = settings_of(ns).get("seed")
-        if seed_option:
-            raise ConfigError(f"{name} sets the training seed ({seed_option}), which --seeds sets for every run: "
-                              "give the seeds with --seeds", option)
-    ns = combine_options(base, own, "--extra", f"cell {cell.label!r}")
+def parse_extra(extra: str) -> argparse.Namespace:
+    """``--extra``, parsed once (shell quoting rules) as experiments.train's configuration options; a seed there is
+    refused (the seeds are ``--seeds``')."""
+    try:
+        argv = shlex.split(extra)
+    except ValueError as e:
+        raise ConfigError(f"{extra!r}: {e}", "--extra") from None
+    ns = parse_config_options(argv, "--extra")
+    seed_option = settings_of(ns).get("seed")
+    if seed_option:
+        raise ConfigError(f"--extra sets the training seed ({seed_option}), which --seeds sets for every run: give "
+                          "the seeds with --seeds", "--extra")
+    return ns
+
+
+def setting_name(key: str) -> str:
+    """One name per setting, whatever the spelling (``gamma`` and ``structure.gamma``; ``no_content`` and
+    ``item_score``), so that two spellings of one setting count as the same."""
+    from idsf_pyg.models.idsf import SWITCHES
+    path = SWITCHES[key][0] if key in SWITCHES else IDSF.option_path(key)
+    return ".".join(path)
+
+
+def cell_config(config: Path, cell: Cell, seed: int, extra: Union[argparse.Namespace, str] = "") -> RunConfig:
+    """A cell's configuration for one seed: the dataset config, ``--extra`` (parsed, or its text), the cell's
+    overrides, the seed. A setting that ``--extra`` and the cell both set is refused (one would silently override
+    the other), and so is a seed set by the cell (the seeds are ``--seeds``')."""
+    ns = copy.deepcopy(parse_extra(extra) if isinstance(extra, str) else extra)
+    given = {setting_name(k): option for k, option in settings_of(ns).items()}
+    overrides = dict(cell.overrides)
+    for key, value in overrides.items():
+        if key == "seed":
+            raise ConfigError(f"cell {cell.label!r} sets the training seed, which --seeds sets for every run",
+                              "--param")
+        name = setting_name(key)
+        if name in given:
+            raise ConfigError(f"--extra sets {key} ({given[name]}), which cell {cell.label!r} sets itself "
+                              f"({key}={value!r}): one would silently override the other; drop it from --extra",
+                              "--extra")
+    if "model" in overrides:
+        ns.model = overrides.pop("model")
+    if "modalities" in overrides:
+        ns.modalities = ",".join(overrides.pop("modalities"))
     ns.seed = seed
-    return config_from_args(config, ns)
+    return config_from_args(config, ns, sets=overrides)
 
 
 # ----------------------------------------------------------------------------------------- the store
@@ -238,11 +273,12 @@ def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args:
     seeds = parse_seeds(args.seeds)
     if args.jobs < 1:
         raise ConfigError(f"must be >= 1, got {args.jobs}", "--jobs")
+    extra = parse_extra(args.extra)
     plan: List[Tuple[str, Cell, RunConfig, Path]] = []
     for name, path in datasets:
         for cell in cells:
             for seed in seeds:
-                cfg = cell_config(path, cell, seed, args.extra)
+                cfg = cell_config(path, cell, seed, extra)
                 plan.append((name, cell, cfg, store_folder(args.store, cfg)))
     unique = list(dict.fromkeys(folder for *_, folder in plan))  # a cell shared by two labels trains once
     cfg_of = {folder: cfg for _, _, cfg, folder in plan}

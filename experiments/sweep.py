@@ -22,7 +22,7 @@ from experiments.grid import (METRICS, NOT_FINISHED, Cell, CellRuns, add_grid_op
 from experiments.plot import Series, line_plot
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError
-from idsf_pyg.train.config import TRAIN_FIELDS, full_model_args
+from idsf_pyg.train.config import TRAIN_FIELDS, full_model_args, model_arg_value
 
 PLOTTED = [("Recall@20", "recall@20"), ("NDCG@20", "ndcg@20")]
 
@@ -36,11 +36,12 @@ def config_value(config: Path, param: str, extra: str) -> float:
     cfg = cell_config(config, Cell("base"), 0, extra)
     if param in TRAIN_FIELDS:
         return getattr(cfg.train, param)
-    args = full_model_args(cfg.model, cfg.model_args)
-    if param not in args:
+    try:
+        return model_arg_value(cfg.model, cfg.model_args, param)
+    except KeyError:
+        args = full_model_args(cfg.model, cfg.model_args)
         raise ConfigError(f"{param!r} is neither a training setting nor an argument of {cfg.model!r} "
-                          f"(its arguments: {', '.join(sorted(args))})", "--param")
-    return args[param]
+                          f"(its arguments: {', '.join(sorted(args))})", "--param") from None
 
 
 def plot(path: Path, param: str, values: List[float], cells: Dict[str, CellRuns], dataset: str, metric: str,
@@ -68,7 +69,7 @@ def main(argv=None):
     values = sorted(parse_values(args.values, "--values"))
     configs = dataset_configs(args.dataset)
     own = {name: config_value(path, args.param, args.extra) for name, path in configs}
-    cells = [Cell(label(args.param, v), ("--set", f"{args.param}={v!r}")) for v in values]
+    cells = [Cell(label(args.param, v), {args.param: v}) for v in values]
     datasets = run_cells(configs, cells, args, f"sweep {args.param}")
 
     header = [args.param] + [f"{n} {h}" if len(datasets) > 1 else h for n in datasets for h, _ in METRICS]

@@ -71,7 +71,7 @@ def main(argv=None) -> Dict[str, Dict[str, CellRuns]]:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ConfigError(f"unknown models {unknown}; known: {', '.join(ORDER)}", "--models")
-    cells = [Cell(m, ("--model", m)) for m in models]
+    cells = [Cell(m, {"model": m}) for m in models]
     datasets = run_cells(dataset_configs(args.dataset), cells, args, "table2")
     rows = [r for n, (name, c) in enumerate(datasets.items()) for r in table(model_stats(c), name)[(n > 0):]]
     notes = ["NDCG is the standard one; NDCG-legacy is the NGCF/LATTICE formula."]

@@ -6,7 +6,7 @@
 Rows (section 4.3): *w/o content* (the score uses the structural item representation only),
 *content w/o contrast* (β = 0), *content w/o ID* (no ID enhancement of the modalities, eq. 1 skipped),
 *structure w/o ID* (γ = 0 in eq. 7–8), and the full IDSF, each the dataset config's IDSF with one switch
-(``--set no_content=true`` etc.). Every cell is the mean ± std over ``--seeds`` of the test metrics read once
+(``item_score=structure`` etc.). Every cell is the mean ± std over ``--seeds`` of the test metrics read once
 at each run's best validation epoch; runs live in the shared store (see experiments/grid.py) and are
 reused by the other experiment commands. Writes OUT/table3.md, table3.csv, table3_runs.csv; the last
 column compares each row's R@20 with IDSF's ("higher"/"lower" only beyond the two rows' summed std).
@@ -21,10 +21,10 @@ from experiments.grid import (Cell, CellRuns, add_grid_options, add_verdicts, co
 from idsf_pyg.cli import entry_point
 
 FULL = "IDSF"
-CELLS = [Cell("w/o content", ("--set", "no_content=true")),
-         Cell("content w/o contrast", ("--set", "no_contrast=true")),
-         Cell("content w/o ID", ("--set", "content_no_id=true")),
-         Cell("structure w/o ID", ("--set", "structure_no_id=true")),
+CELLS = [Cell("w/o content", {"item_score": "structure"}),        # e_i^s alone in eq. (11), no L_C
+         Cell("content w/o contrast", {"beta": 0.0}),                # β = 0 in eq. (13)
+         Cell("content w/o ID", {"content.enhance": False}),         # e^{m'} = e^m in eq. (1)
+         Cell("structure w/o ID", {"structure.gamma": 0.0}),         # γ = 0 in eq. (7)-(8)
          Cell(FULL)]
 
 

@@ -5,8 +5,8 @@
 
 Section 4.4's missing-modality experiment, for the modalities of the dataset's graph (ML-100k: the MiniLM
 text of the titles and the Freebase knowledge graph; Amazon: image and text). For each modality m,
-*original m* trains IDSF on m alone without the subtle features (``--modalities m --set content_no_id=true
---set structure_no_id=true``: no item ID enters the content, eq. 1, or the propagation, γ = 0 in eq. 7–8)
+*original m* trains IDSF on m alone without the subtle features (``modalities: [m]``, ``content.enhance: false``,
+``structure.gamma: 0``: no item ID enters the content, eq. 1, or the propagation, γ = 0 in eq. 7–8)
 and *enhanced m* trains it on m alone with them (``--modalities m``); *original fused* and *enhanced fused*
 do the same with every modality (*enhanced fused* is the full IDSF, the same run as Table 3's last row).
 Cells are the mean ± std over ``--seeds`` of the test metrics at each run's best validation epoch. Writes
@@ -25,14 +25,14 @@ from idsf_pyg.data.graph import modality_names
 from idsf_pyg.errors import ConfigError
 from idsf_pyg.train.run import load_run_data
 
-ORIGINAL = ("--set", "content_no_id=true", "--set", "structure_no_id=true")
+ORIGINAL = {"content.enhance": False, "structure.gamma": 0.0}   # no item ID in eq. (1), γ = 0 in eq. (7)-(8)
 
 
 def cells_for(modalities: List[str]) -> List[Cell]:
     """The paper's row order: original single modalities, original fused, enhanced singles, enhanced fused."""
-    single = [(m, ("--modalities", m)) for m in modalities]
-    return ([Cell(f"original {m}", (*argv, *ORIGINAL)) for m, argv in single] + [Cell("original fused", ORIGINAL)]
-            + [Cell(f"enhanced {m}", argv) for m, argv in single] + [Cell("enhanced fused")])
+    return ([Cell(f"original {m}", {"modalities": [m], **ORIGINAL}) for m in modalities]
+            + [Cell("original fused", ORIGINAL)]
+            + [Cell(f"enhanced {m}", {"modalities": [m]}) for m in modalities] + [Cell("enhanced fused")])
 
 
 def dataset_modalities(config, extra: str) -> List[str]:

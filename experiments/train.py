@@ -149,11 +149,12 @@ def model_defaults(model: str) -> Dict[str, Any]:
     return read_yaml(model_config_file(model), MODEL_FILE_KEYS)
 
 
-def config_from_args(config: Path, args: argparse.Namespace) -> RunConfig:
-    """The run's configuration: the config file, the model's defaults, then the options."""
+def config_from_args(config: Path, args: argparse.Namespace, sets: Optional[Dict[str, Any]] = None) -> RunConfig:
+    """The run's configuration: the config file, the model's defaults, then the options (and ``sets``, settings
+    given as data, e.g. an experiment cell's)."""
     if args.model is not None and not model_config_file(args.model).is_file():
         raise ConfigError(f"no default config for model {args.model!r} at {model_config_file(args.model)}", "--model")
-    sets = {k: parse_value(v) for k, v in parse_assignments(args.set, "--set").items()}
+    sets = {**{k: parse_value(v) for k, v in parse_assignments(args.set, "--set").items()}, **(sets or {})}
     train = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
              "eval_every": args.eval_every, "patience": args.patience, "max_seconds": args.max_seconds,
              "mask_val_in_test": True if args.mask_val_in_test else None, "amp": args.amp}

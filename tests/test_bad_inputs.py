@@ -194,7 +194,7 @@ CASES: List[Case] = [
     ("--set of an unknown key", _train("--set", "nosuchkey=1"), ["nosuchkey", "has no argument"]),
     ("--set without a value", _train("--set", "gamma"), ["--set", "KEY=VALUE"]),
     ("IDSF option value not allowed", _train("--model", "idsf", "--dataset", "synthetic", "--set",
-                                             "contrast_scope=everything"), ["contrast_scope", "everything"]),
+                                             "contrast_scope=everything"), ["contrast.scope", "everything"]),
     ("modality not in the graph", _train("--model", "idsf", "--dataset", "synthetic", "--modalities", "nothere"),
      ["nothere", "not in the graph"]),
     ("unknown device", _train("--device", "tpu"), ["--device", "tpu"]),

@@ -61,35 +61,38 @@ def test_mean_std_and_spread_rule_by_hand():
 
 def test_equal_configurations_share_one_store_folder(tmp_path):
     base = cell_config(SYNTHETIC, Cell("a"), 0, "")
-    same = cell_config(SYNTHETIC, Cell("b", ("--set", "gamma=0.3", "--model", "idsf")), 0, "")  # the config's own
-    speed = cell_config(SYNTHETIC, Cell("c", ("--set", "contrast_kernel=dense")), 0, "")   # not part of the key
+    same = cell_config(SYNTHETIC, Cell("b", {"gamma": 0.3, "model": "idsf"}), 0, "")  # the config's own
+    speed = cell_config(SYNTHETIC, Cell("c", {"contrast.kernel": "dense"}), 0, "")   # not part of the key
     assert config_digest(base) == config_digest(same) == config_digest(speed)
     for other in (cell_config(SYNTHETIC, Cell("d"), 1, ""), cell_config(SYNTHETIC, Cell("e"), 0, "--epochs 3"),
-                  cell_config(SYNTHETIC, Cell("f", ("--set", "gamma=0.5")), 0, ""),
-                  cell_config(SYNTHETIC, Cell("g", ("--modalities", "view_a")), 0, "")):
+                  cell_config(SYNTHETIC, Cell("f", {"structure.gamma": 0.5}), 0, ""),
+                  cell_config(SYNTHETIC, Cell("g", {"modalities": ["view_a"]}), 0, "")):
         assert config_digest(other) != config_digest(base)
     assert store_folder(tmp_path, base).name.startswith("idsf-seed0-")
 
 
 def test_zero_weight_ablations_equal_their_zero_weights(tmp_path):
-    """The store keys "structure w/o ID" as γ = 0 and "content w/o contrast" as β = 0: trained apart, outside
-    the store, each pair gives the same numbers, which is what makes sharing one run honest."""
-    def trained(name: str, *options: str) -> dict:
-        cfg = cell_config(SYNTHETIC, Cell(name, options), 0, EXTRA)
+    """The ablation switches of earlier versions are their zero weights: "structure w/o ID" is γ = 0 and "content
+    w/o contrast" β = 0, one configuration and one store folder whichever way it is asked for (the store of
+    earlier versions keyed them so too); each still changes the model."""
+    def trained(name: str, **overrides) -> dict:
+        cfg = cell_config(SYNTHETIC, Cell(name, overrides), 0, EXTRA)
         return run(cfg, tmp_path / name, device="cpu", threads=1, progress=False)
 
     full = trained("full")
-    for switch, weight in (("structure_no_id=true", "gamma=0"), ("no_contrast=true", "beta=0.0")):
-        by_switch = cell_config(SYNTHETIC, Cell("switch", ("--set", switch)), 0, EXTRA)
-        by_weight = cell_config(SYNTHETIC, Cell("weight", ("--set", weight)), 0, EXTRA)
+    for switch, weight in (({"structure_no_id": True}, {"gamma": 0}), ({"no_contrast": True}, {"beta": 0.0})):
+        by_switch = cell_config(SYNTHETIC, Cell("switch", switch), 0, EXTRA)
+        by_weight = cell_config(SYNTHETIC, Cell("weight", weight), 0, EXTRA)
+        assert by_switch.model_args == by_weight.model_args
         assert config_digest(by_switch) == config_digest(by_weight)
-        a, b = trained(f"a-{switch}", "--set", switch), trained(f"b-{weight}", "--set", weight)
-        assert a["test"] == b["test"] and a["val"] == b["val"] and a["best_epoch"] == b["best_epoch"]
-        assert a["test"] != full["test"]   # the switch does change the model
+        assert trained(f"zero-{next(iter(weight))}", **weight)["test"] != full["test"]   # it does change the model
     # The zero weights and the other ablation switch are runs of their own, apart from the full model.
     base = cell_config(SYNTHETIC, Cell("idsf"), 0, EXTRA)
-    for options in (("--set", "gamma=0.0"), ("--set", "beta=0"), ("--set", "content_no_id=true")):
-        assert config_digest(cell_config(SYNTHETIC, Cell("other", options), 0, EXTRA)) != config_digest(base)
+    for overrides in ({"structure.gamma": 0.0}, {"beta": 0}, {"content_no_id": True}, {"content.enhance": False},
+                      {"item_score": "structure"}):
+        assert config_digest(cell_config(SYNTHETIC, Cell("other", overrides), 0, EXTRA)) != config_digest(base)
+    assert config_digest(cell_config(SYNTHETIC, Cell("a", {"content_no_id": True}), 0, EXTRA)) == \
+        config_digest(cell_config(SYNTHETIC, Cell("b", {"content.enhance": False}), 0, EXTRA))
 
 
 def test_comparability_names_random_features_and_epoch_caps():
@@ -133,7 +136,8 @@ def test_table3_table4_and_sweeps_share_runs_and_summarize_them(tmp_path):
     assert rows4[1][-1] == "—" and rows4[4][-1] in ("higher", "lower", "within spread")
     single = json.loads((Path(runs4["original view_a"][0][3]) / "results.json").read_text())
     assert single["config"]["model_args"]["modalities"] == ["view_a"]
-    assert single["config"]["model_args"]["content_no_id"] and single["config"]["model_args"]["structure_no_id"]
+    assert single["config"]["model_args"]["content"]["enhance"] is False
+    assert single["config"]["model_args"]["structure"]["gamma"] == 0.0
 
     # gamma = 0 is "structure w/o ID" and beta = 0 "content w/o contrast" (one function, see
     # test_zero_weight_ablations_equal_their_zero_weights): the sweeps read Table 3's runs back.
