@@ -99,9 +99,9 @@ def check_option(option: Option, value: Any, key: str, source: str) -> Any:
             raise ConfigError(f"must be true or false, got {value!r}", key, source)
         out: Any = value
     elif kind is int:
-        out = _integer(value, key, source, option.range or Range(low=0))
+        out = check_integer(value, key, source, option.range or Range(low=0))
     elif kind is float:
-        out = _number(value, key, source, option.range or Range(low=0.0))
+        out = check_number(value, key, source, option.range or Range(low=0.0))
     elif kind is str:
         if not isinstance(value, str):
             raise ConfigError(f"must be a string, got {value!r}", key, source)
@@ -110,11 +110,11 @@ def check_option(option: Option, value: Any, key: str, source: str) -> Any:
         if not isinstance(value, (list, tuple)) or not value:
             raise ConfigError(f"must be a non-empty list, e.g. {list(option.default or [])}, got {value!r}", key,
                               source)
-        out = [_integer(v, key, source, option.range or Range(low=1)) for v in value]
+        out = [check_integer(v, key, source, option.range or Range(low=1)) for v in value]
     elif kind is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"must be a mapping or null, got {value!r}", key, source)
-        out = {str(k): _number(v, f"{key}.{k}", source, Range(low=0.0)) for k, v in value.items()}
+        out = {str(k): check_number(v, f"{key}.{k}", source, Range(low=0.0)) for k, v in value.items()}
     else:
         out = value
     if option.choices is not None and out not in option.choices:
@@ -127,7 +127,8 @@ def check_option(option: Option, value: Any, key: str, source: str) -> Any:
     return out
 
 
-def _integer(value: Any, key: str, source: str, rng: Range) -> int:
+def check_integer(value: Any, key: str, source: str, rng: Range) -> int:
+    """``value`` as an integer in ``rng`` (a float with an integer value is accepted)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -139,7 +140,8 @@ def _integer(value: Any, key: str, source: str, rng: Range) -> int:
     return value
 
 
-def _number(value: Any, key: str, source: str, rng: Range) -> float:
+def check_number(value: Any, key: str, source: str, rng: Range) -> float:
+    """``value`` as a finite float in ``rng`` (a string such as YAML 1.1's ``1e-4`` is read as a number)."""
     if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
         try:
             value = float(value)

@@ -19,7 +19,6 @@ import difflib
 import hashlib
 import inspect
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -27,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import yaml
 
 from ..errors import ConfigError
-from ..options import check_option
+from ..options import Range, check_integer, check_number, check_option
 
 PathLike = Union[str, Path]
 
@@ -436,29 +435,9 @@ def _boolean(name: str, value: Any, source: str) -> bool:
 
 
 def _integer(name: str, value: Any, source: str, low: Optional[int] = None) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"must be an integer, got {value!r}", name, source)
-    if low is not None and value < low:
-        raise ConfigError(f"must be >= {low}, got {value}", name, source)
-    return value
+    return check_integer(value, name, source, Range(low=low))
 
 
 def _number(name: str, value: Any, source: str, low: Optional[float] = None, low_open: bool = False,
             high: Optional[float] = None, high_open: bool = False) -> float:
-    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"must be a number, got {value!r}", name, source)
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"must be finite, got {value}", name, source)
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ConfigError(f"must be {'>' if low_open else '>='} {low:g}, got {value:g}", name, source)
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ConfigError(f"must be {'<' if high_open else '<='} {high:g}, got {value:g}", name, source)
-    return value
+    return check_number(value, name, source, Range(low, high, low_open, high_open))
