@@ -107,9 +107,9 @@ class Trainer:
 
     def fit(self, save_topk: bool = False) -> TrainResult:
         """Trains until a stopping rule fires (or resumes a run that had stopped), then tests once."""
-        config, state = self.config, self.state
         if self.checkpoint is not None and self.checkpoint.exists():
             self.resume()
+        config, state = self.config, self.state
         start = time.perf_counter() - state.elapsed
         epochs = range(state.epoch + 1, config.epochs + 1) if state.stopped is None else range(0)
         bar = tqdm(epochs, desc="epochs", disable=not self.progress, leave=False)
