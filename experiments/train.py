@@ -104,7 +104,8 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                         "their whole protocol")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: a training one (lr, batch_size, epochs, patience, ...) or a model "
-                        "argument, e.g. --set gamma=1.0 --set contrast_scope=batch --set lr=1e-3")
+                        "option, part.option for a part of IDSF, e.g. --set structure.gamma=1.0 --set "
+                        "contrast.scope=batch --set structure.conv=my_layers:MyConv --set lr=1e-3")
     p.add_argument("--modalities", help="comma-separated subset of the graph's modalities (Table 4)")
     p.add_argument("--edge-weight", metavar="SPEC",
                    help="weights of the training edges from a .inter file: 'rating' or 'recency:<half-life days>'; "
