@@ -172,8 +172,8 @@ def parse_extra(extra: str) -> argparse.Namespace:
     ns = parse_config_options(argv, "--extra")
     seed_option = settings_of(ns).get("seed")
     if seed_option:
-        raise ConfigError(f"--extra sets the training seed ({seed_option}), which --seeds sets for every run: give "
-                          "the seeds with --seeds", "--extra")
+        raise ConfigError(f"--extra sets the training seed ({seed_option}), which the command's own --seeds (or "
+                          "--seed) sets for every run: give it there", "--extra")
     return ns
 
 
@@ -194,8 +194,8 @@ def cell_config(config: Path, cell: Cell, seed: int, extra: Union[argparse.Names
     overrides = dict(cell.overrides)
     for key, value in overrides.items():
         if key == "seed":
-            raise ConfigError(f"cell {cell.label!r} sets the training seed, which --seeds sets for every run",
-                              "--param")
+            raise ConfigError(f"{cell.label!r} sets the training seed, which the command's own --seeds (or --seed) "
+                              "sets for every run: a seed is not a setting to vary", "--param")
         name = setting_name(key)
         if name in given:
             raise ConfigError(f"--extra sets {key} ({given[name]}), which cell {cell.label!r} sets itself "

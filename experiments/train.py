@@ -236,51 +236,5 @@ def settings_of(ns: argparse.Namespace) -> Dict[str, str]:
     return out
 
 
-def combine_options(base: argparse.Namespace, own: argparse.Namespace, base_name: str, own_name: str
-                    ) -> argparse.Namespace:
-    """``own``'s settings over ``base``'s; a setting both set is refused (one of them would silently lose)."""
-    a, b = settings_of(base), settings_of(own)
-    both = sorted(set(a) & set(b))
-    if both:
-        k = both[0]
-        raise ConfigError(f"{base_name} sets {k} ({a[k]}), which {own_name} sets itself ({b[k]}): one would silently "
-                          f"override the other; drop it from {base_name}", "--extra")
-    merged = argparse.Namespace(**vars(base))
-    for key, value in vars(own).items():
-        if key in ("set", "feature"):
-            setattr(merged, key, list(getattr(base, key)) + list(value))
-        elif value not in (None, False):
-            setattr(merged, key, value)
-    return merged
-
-
-def run_config(config: Path, args: argparse.Namespace, extra: List[str]) -> RunConfig:
-    """A driver's run: the config, ``--extra``, the run's own options ``extra``, the driver's --seed and
-    --max-seconds. A setting given twice (``--extra "--epochs 5"`` and ``--grid epochs=...``, or ``--seed``
-    in ``--extra``) is refused instead of one of them silently winning."""
-    ns = combine_options(parse_config_options(args.extra.split(), "--extra"), parse_config_options(extra, "--grid"),
-                         "--extra", "--grid")
-    settings = settings_of(ns)
-    if "seed" in settings:
-        raise ConfigError(f"{settings['seed']} sets the training seed, which this command's --seed sets: give it "
-                          "there (a seed is not a hyper-parameter to select on validation)", "--extra")
-    if args.max_seconds is not None:
-        if "max_seconds" in settings:
-            raise ConfigError(f"{settings['max_seconds']} sets the time cap, which this command's --max-seconds "
-                              "sets: give it once", "--extra")
-        ns.max_seconds = args.max_seconds
-    ns.seed = args.seed
-    return config_from_args(config, ns)
-
-
-def run_resumable(run_dir: Path, cfg: RunConfig, args: argparse.Namespace, tag: str) -> Dict[str, Any]:
-    """Trains ``cfg`` into ``run_dir``, or reads it back when a finished run there has the same key
-    (config, seed, data fingerprint, features); resumes its checkpoint after a crash; refuses a folder
-    of another configuration unless ``--overwrite``."""
-    print(f"{tag}: {run_dir}", flush=True)
-    return run(cfg, run_dir, device=args.device, threads=args.threads, progress=False, reuse=True,
-               overwrite=args.overwrite)
-
-
 if __name__ == "__main__":
     entry_point(main)

@@ -1,10 +1,11 @@
 """Grid search: selection reads validation metrics only; runs are resumable."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
-from experiments.search import combinations, main, parse_grid, select, train_args
+from experiments.search import combinations, main, parse_grid, select
 from idsf_pyg.errors import ConfigError
 
 
@@ -26,8 +27,6 @@ def test_grid_parsing_and_arguments():
     assert grid == [("lr", [0.001, 0.01]), ("reg_weight", [0.0001]), ("contrast_scope", ["batch", "all"])]
     combos = combinations(grid)
     assert len(combos) == 4 and combos[1] == {"lr": 0.001, "reg_weight": 0.0001, "contrast_scope": "all"}
-    assert train_args(combos[0]) == ["--set", "lr=0.001", "--set", "reg_weight=0.0001", "--set",
-                                     'contrast_scope="batch"']
     with pytest.raises(ConfigError, match="KEY=V1"):
         parse_grid(["lr"])
     with pytest.raises(ConfigError, match="given twice"):
@@ -35,20 +34,28 @@ def test_grid_parsing_and_arguments():
 
 
 def test_search_end_to_end_on_synthetic(tmp_path):
-    out = tmp_path / "search"
+    out, store = tmp_path / "search", tmp_path / "store"
     argv = ["--config", "experiments/configs/synthetic.yaml", "--model", "bpr", "--grid", "lr=0.0001,0.05",
-            "--out", str(out), "--threads", "1", "--extra", "--epochs 3 --eval-every 1"]
+            "--out", str(out), "--store", str(store), "--threads", "1", "--extra", "--epochs 3 --eval-every 1"]
     summary = main(argv)
-    runs = {d.name: json.loads((d / "results.json").read_text()) for d in out.iterdir() if d.is_dir()}
-    assert set(runs) == {"lr=0.0001", "lr=0.05"}
+    rows = list(csv.DictReader(open(out / "search.csv")))
+    folders = {row["run"]: Path(row["folder"]) for row in rows}
+    assert set(folders) == {"lr=0.0001", "lr=0.05"} and all(f.parent.parent == store for f in folders.values())
+    runs = {n: json.loads((f / "results.json").read_text()) for n, f in folders.items()}
     assert runs["lr=0.05"]["config"]["train"]["lr"] == 0.05
     best = max(runs, key=lambda n: runs[n]["val"]["recall@20"])
     assert summary["selected"] == best
     assert summary["test"] == runs[best]["test"]
-    rows = list(csv.DictReader(open(out / "search.csv")))
     for row in rows:
         assert (row["test_recall@20"] != "") == (row["run"] == best)
     # a second call reads the finished runs back instead of training again
-    stamp = {n: (out / n / "results.json").stat().st_mtime_ns for n in runs}
+    stamp = {n: (f / "results.json").stat().st_mtime_ns for n, f in folders.items()}
     assert main(argv)["selected"] == best
-    assert stamp == {n: (out / n / "results.json").stat().st_mtime_ns for n in runs}
+    assert stamp == {n: (f / "results.json").stat().st_mtime_ns for n, f in folders.items()}
+    # One store: table2 finds the search's run of the same configuration and trains nothing.
+    from experiments import table2
+    assert table2.main(["--dataset", "synthetic", "--models", "bpr", "--seeds", "0", "--store", str(store),
+                        "--out", str(tmp_path / "t2"), "--threads", "1",
+                        "--extra", "--epochs 3 --eval-every 1 --set lr=0.05"]) is not None
+    assert stamp["lr=0.05"] == (folders["lr=0.05"] / "results.json").stat().st_mtime_ns
+    assert len([d for d in (store / "synthetic").iterdir() if d.is_dir()]) == 2
