@@ -180,21 +180,14 @@ class IDSF(Recommender):
                                       source)
                 out.setdefault(name, {}).update(value)
             else:
-                path = cls.option_path(name)
-                if len(path) == 2:
-                    out.setdefault(path[0], {})[path[1]] = value
-                else:
-                    out[path[0]] = value
+                _put(out, cls.option_path(name), value)
         for name, value in switches:
             if not isinstance(value, bool):
                 raise ConfigError(f"must be true or false, got {value!r}", f"model_args.{name}", source)
             path, on, off = SWITCHES[name]
             setting = on if value else off
             if setting is not None:
-                if len(path) == 2:
-                    out.setdefault(path[0], {})[path[1]] = setting
-                else:
-                    out[path[0]] = setting
+                _put(out, path, setting)
         return out
 
     @classmethod
@@ -343,6 +336,14 @@ class IDSF(Recommender):
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, reg_weight={self.reg_weight}, item_score='{self.item_score}'"
+
+
+def _put(options: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:
+    """``options[path] = value`` for a top-level path ``(name,)`` or a part's ``(part, name)``."""
+    if len(path) == 2:
+        options.setdefault(path[0], {})[path[1]] = value
+    else:
+        options[path[0]] = value
 
 
 def _upgraded_name(name: str) -> str:

@@ -72,6 +72,35 @@ def test_a_plugged_layer_with_its_own_message_gives_the_dense_reference(conv):
         assert not torch.allclose(plain().structure.item, ref_i)
 
 
+class WrappedConv(torch.nn.Module):
+    """A layer that is not an IDSFConv (no neighbors_and_ids): the structural module calls it whole."""
+
+    def __init__(self, gamma, normalize="sym", cached=False):
+        super().__init__()
+        self.inner = IDSFConv(gamma, normalize=normalize, cached=cached)
+        self.calls = 0
+
+    def reset_parameters(self):
+        self.inner.reset_parameters()
+
+    def forward(self, x, edge_index, x_id=None):
+        self.calls += 1
+        return self.inner(x, edge_index, x_id)
+
+
+@pytest.mark.parametrize("normalization", ["sym", "row_self_loop"])
+def test_a_layer_of_its_own_kind_is_called_whole_and_gives_the_same_model(normalization):
+    ei, feats = tiny_graph()
+    torch.manual_seed(0)
+    plain = IDSF.from_options(6, 5, ei, feats, embedding_dim=4, normalization=normalization).double()
+    torch.manual_seed(0)
+    wrapped = IDSF.from_options(6, 5, ei, feats, embedding_dim=4, normalization=normalization,
+                                conv=WrappedConv).double()
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped.embed()[1], plain.embed()[1])
+    assert wrapped.structure.conv_to_item.calls == 2 * 2   # two modalities, two layers
+
+
 def test_idsf_composed_by_hand_equals_the_one_from_options():
     ei, feats = tiny_graph()
     torch.manual_seed(0)
