@@ -15,10 +15,10 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
-from torch_geometric.utils import spmm
+from torch_geometric.utils import add_remaining_self_loops, spmm
 
 from ..data.graph import EDGE, FEATURE_PREFIX, ITEM, USER, modality_names
+from ..nn.norm import symmetric_norm_csr
 from ..options import options_of
 
 
@@ -98,16 +98,18 @@ class Recommender(nn.Module):
         return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
 
     def normalized_adjacency(self, add_self_loops: bool = False, weighted: bool = False) -> Tensor:
-        r"""CSR :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` of the (users + items) graph,
-        computed once by PyG's ``gcn_norm`` (with or without self loops; with ``weighted``, the
-        training edges' weights in both directions and weighted degrees)."""
+        r"""CSR :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` of the (users + items) graph, as PyG's ``gcn_norm``
+        gives it (with or without self loops of weight 1; with ``weighted``, the training edges' weights in both
+        directions and weighted degrees), by the package's one :func:`~idsf_pyg.nn.norm.symmetric_norm`."""
         n = self.num_users + self.num_items
         w = None
         if weighted:
             w = torch.cat([self.train_edge_weight, self.train_edge_weight])
-        ei, w = gcn_norm(self.homogeneous_edge_index(), w, n, add_self_loops=add_self_loops)
-        coo = torch.sparse_coo_tensor(ei, w, (n, n), check_invariants=False).coalesce()
-        return coo.to_sparse_csr()
+        ei = self.homogeneous_edge_index()
+        if add_self_loops:
+            w = torch.ones(ei.size(1), device=ei.device) if w is None else w
+            ei, w = add_remaining_self_loops(ei, w, fill_value=1.0, num_nodes=n)
+        return symmetric_norm_csr(ei, n, n, w)
 
     @staticmethod
     def graph_features(data: HeteroData, modalities: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
@@ -215,16 +217,6 @@ def layer_mean(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
         x = spmm(adj, x)
         total = total + x
     return total / (num_layers + 1)
-
-
-def sym_norm_csr(edge_index: Tensor, n_rows: int, n_cols: int, weight: Optional[Tensor] = None) -> Tensor:
-    r"""CSR :math:`D_r^{-1/2} A D_c^{-1/2}` of a (possibly weighted) ``[n_rows, n_cols]`` matrix."""
-    w = torch.ones(edge_index.size(1), device=edge_index.device) if weight is None else weight
-    deg_r = torch.zeros(n_rows, device=w.device).index_add_(0, edge_index[0], w)
-    deg_c = torch.zeros(n_cols, device=w.device).index_add_(0, edge_index[1], w)
-    vals = w * deg_r[edge_index[0]].clamp(min=1e-12).rsqrt() * deg_c[edge_index[1]].clamp(min=1e-12).rsqrt()
-    coo = torch.sparse_coo_tensor(edge_index, vals, (n_rows, n_cols), check_invariants=False).coalesce()
-    return coo.to_sparse_csr()
 
 
 def knn_graph_from_features(x: Tensor, k: int, chunk: int = 2048) -> Tensor:

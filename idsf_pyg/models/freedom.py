@@ -8,7 +8,8 @@ from torch import Tensor, nn
 from torch_geometric.utils import spmm
 
 from ..losses import bpr_batch, bpr_loss
-from .base import MultimodalRecommender, knn_graph_from_features, layer_mean, sym_norm_csr
+from ..nn.norm import symmetric_norm_csr
+from .base import MultimodalRecommender, knn_graph_from_features, layer_mean
 from ..options import PositiveInt, Probability
 
 
@@ -49,7 +50,7 @@ class FREEDOM(MultimodalRecommender):
         # Weighted sum of the modalities' kNN graphs, kept sparse (|I| x |I| dense would not fit Clothing).
         parts = []
         for m, x in features.items():
-            a = sym_norm_csr(knn_graph_from_features(x, knn_k), num_items, num_items).to_sparse_coo().coalesce()
+            a = symmetric_norm_csr(knn_graph_from_features(x, knn_k), num_items, num_items).to_sparse_coo().coalesce()
             parts.append((a.indices(), modality_weights[m] * a.values()))
         adj = torch.sparse_coo_tensor(torch.cat([i for i, _ in parts], 1), torch.cat([v for _, v in parts]),
                                       (num_items, num_items),
@@ -74,7 +75,7 @@ class FREEDOM(MultimodalRecommender):
         items = items + self.num_users
         both = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
         n = self.num_users + self.num_items
-        return sym_norm_csr(both, n, n)
+        return symmetric_norm_csr(both, n, n)
 
     def _pruned_adj(self) -> Tensor:
         keep = int(round(self.train_edge_index.size(1) * (1.0 - self.dropout)))

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
 from ..losses import bpr_batch, l2_penalty
-from .base import MultimodalRecommender, sym_norm_csr
+from ..nn.norm import symmetric_norm_csr
+from .base import MultimodalRecommender
 from ..options import PositiveInt
 
 
@@ -65,7 +66,7 @@ class GRCN(MultimodalRecommender):
         items = items + self.num_users
         ei = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
         n = self.num_users + self.num_items
-        adj = sym_norm_csr(ei, n, n, torch.cat([weight, weight]) + 1e-12)
+        adj = symmetric_norm_csr(ei, n, n, torch.cat([weight, weight]) + 1e-12)
         x = self.id_emb.weight
         for _ in range(self.num_layers):
             x = F.leaky_relu(torch.sparse.mm(adj, x)) + x

@@ -10,7 +10,8 @@ from torch_geometric.utils import spmm
 
 from ..losses import bpr_batch, l2_penalty, mutual_information
 from ..nn import ModalityAttention
-from .base import MultimodalRecommender, knn_graph_from_features, layer_mean, sym_norm_csr
+from ..nn.norm import symmetric_norm_csr
+from .base import MultimodalRecommender, knn_graph_from_features, layer_mean
 from ..options import PositiveFloat, PositiveInt
 
 
@@ -54,7 +55,7 @@ class MICRO(MultimodalRecommender):
         self.trs = nn.ModuleDict({m: nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
         self.fusion = ModalityAttention(embedding_dim)
         for m, x in features.items():  # the frozen kNN graphs of the raw features
-            self.register_buffer(f"adj0_{m}", sym_norm_csr(knn_graph_from_features(x, knn_k), num_items, num_items),
+            self.register_buffer(f"adj0_{m}", symmetric_norm_csr(knn_graph_from_features(x, knn_k), num_items, num_items),
                                  persistent=False)
         self.register_buffer("adj", self.normalized_adjacency(), persistent=False)
         self.reset_parameters()

@@ -9,6 +9,8 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, scatter, spmm, to_edge_index, to_torch_csr_tensor
 
+from .norm import symmetric_norm
+
 PairTensor = Tuple[Tensor, Optional[Tensor]]
 PairOptTensor = Union[Optional[Tensor], Tuple[Optional[Tensor], Optional[Tensor]]]
 Adjacency = Union[Tensor, SparseTensor]
@@ -34,7 +36,8 @@ def idsf_norm(edge_index: Tensor, edge_weight: Optional[Tensor], num_src: int, n
 
     * ``"sym"`` (eq. (7)–(8); :math:`w = 1` gives the paper's
       :math:`1/\sqrt{|\mathcal{N}(i)|\,|\mathcal{N}(j)|}`):
-      :math:`\hat{w}_{ji} = w_{ji} / \sqrt{d_i\, d_j}`; an edge whose endpoint has degree 0 gets 0;
+      :math:`\hat{w}_{ji} = w_{ji} / \sqrt{d_i\, d_j}`; an edge whose endpoint has degree 0 gets 0
+      (:func:`~idsf_pyg.nn.norm.symmetric_norm`, the normalization every model of the package shares);
     * ``"row_self_loop"`` (the official code): :math:`\hat{w}_{ji} = w_{ji} / (d_i + 1)`, and the target's
       own previous embedding gets the self-loop weight :math:`1 / (d_i + 1)`;
     * ``"none"``: :math:`\hat{w}_{ji} = w_{ji}`.
@@ -51,13 +54,10 @@ def idsf_norm(edge_index: Tensor, edge_weight: Optional[Tensor], num_src: int, n
         edge_weight = edge_weight.to(dtype)
     if normalize == "none":
         return edge_index, edge_weight, None
-    src, dst = edge_index[0], edge_index[1]
-    deg_dst = scatter(edge_weight, dst, dim=0, dim_size=num_dst, reduce="sum")
     if normalize == "sym":
-        deg_src = scatter(edge_weight, src, dim=0, dim_size=num_src, reduce="sum")
-        inv_src = deg_src.pow(-0.5).masked_fill_(deg_src == 0, 0.0)
-        inv_dst = deg_dst.pow(-0.5).masked_fill_(deg_dst == 0, 0.0)
-        return edge_index, inv_src[src] * edge_weight * inv_dst[dst], None
+        return edge_index, symmetric_norm(edge_index, edge_weight, num_src, num_dst), None
+    dst = edge_index[1]
+    deg_dst = scatter(edge_weight, dst, dim=0, dim_size=num_dst, reduce="sum")
     inv = 1.0 / (deg_dst + 1.0)
     return edge_index, edge_weight * inv[dst], inv
 

@@ -69,7 +69,8 @@ def test_weighted_lightgcn_matches_pyg_with_edge_weights(data):
 
 def test_freedom_item_graph_is_the_weighted_sum_of_knn_graphs(data):
     from idsf_pyg.models import FREEDOM
-    from idsf_pyg.models.base import knn_graph_from_features, sym_norm_csr
+    from idsf_pyg.models.base import knn_graph_from_features
+    from idsf_pyg.nn.norm import symmetric_norm_csr as sym_norm_csr
     model = FREEDOM.from_graph(data, knn_k=5, modality_weights={"view_a": 0.3, "view_b": 0.7})
     dense = [sym_norm_csr(knn_graph_from_features(data["item"][f"x_{m}"], 5), 80, 80).to_dense()
              for m in ("view_a", "view_b")]
