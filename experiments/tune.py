@@ -7,7 +7,7 @@ The grid is the search space declared for the dataset config and model in experi
 (ML-100k IDSF: γ ∈ {0.1, 0.3, 1, 3, 10} × β ∈ {0, 0.03, 0.1, 0.3, 1}); --param KEY=V1,V2,... replaces an axis or
 adds one (--param reg_weight=1e-5,1e-4). Optuna drives it: its grid sampler keeps it a grid search, as the paper
 says; its pruner stops a trial whose validation curve is clearly behind (successive halving by default:
-at epochs 5, 15, 45, ... only the best third of the trials that got there goes on); its storage holds the study,
+at epochs 10, 30, 90, ... only the best third of the trials that got there goes on); its storage holds the study,
 so that a study survives restarts and several workers share it.
 
 **Trials are runs of the run store** (--store, shared with table2/3/4, sweep and search): a grid point another
@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="training seeds: the first for the trials, all of them for the "
                                                     "selected configuration (default: %(default)s)")
     p.add_argument("--pruner", choices=PRUNERS, default="halving", help="default: %(default)s")
-    p.add_argument("--min-epochs", type=int, default=5, help="first rung (halving) or warm-up (median) in epochs "
+    p.add_argument("--min-epochs", type=int, default=10, help="first rung (halving) or warm-up (median) in epochs "
                                                              "(default: %(default)s)")
     p.add_argument("--reduction", type=int, default=3, help="halving: keep the best 1/N at each rung; median: "
                                                             "trials before pruning starts (default: %(default)s)")
