@@ -28,11 +28,11 @@ of eq. (2), :math:`\\alpha_i^{mid}` of the Text/Visual Attention averaged over t
 where the ID gets more than half), and the VT Attention's :math:`\\alpha_i^m` over the modalities, per run, as
 mean ± std over the runs (``id_analysis_attention.csv``; the paper reports none of them).
 
-Figures (first run only, the sample): ``fig2_<rep>.png`` 2-D maps coloured by user (exact t-SNE in numpy,
-perplexity 5; the paper used UMAP, which is not a dependency of this project) for the IDs and for
-before/after enhancement (Figure 5), ``fig3_<rep>.png`` / ``fig4_<rep>.png`` the paper's heat maps (cosine
+Figures (first run only, the sample; matplotlib, ``--format png|pdf|svg``): ``fig2_<rep>`` 2-D maps coloured by
+user (UMAP on cosine geometry, as the paper's appendix; ``--embedding tsne`` for scikit-learn's t-SNE) for the IDs
+and for before/after enhancement (Figure 5), ``fig3_<rep>`` / ``fig4_<rep>`` the paper's heat maps (cosine
 similarity of the sampled items ordered by user, all but each row's top 10 set to 0, min-max normalized) of the
-IDs and of the raw features. Writes OUT/id_analysis.md, id_analysis.csv, id_analysis.json and the PNGs.
+IDs and of the raw features. Writes OUT/id_analysis.md, id_analysis.csv, id_analysis.json and the figures.
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 from experiments.grid import fmt, markdown, mean_std
-from experiments.plot import heatmap, scatter_plot
+from experiments.extras import require
+from experiments.plot import add_format_option, heatmap, scatter_plot
 from idsf_pyg.cli import DEBUG_HELP, entry_point
 from idsf_pyg.data.graph import EDGE
 from idsf_pyg.errors import ConfigError
@@ -187,50 +188,24 @@ def topk_heat(x: np.ndarray, k: int = TOP) -> np.ndarray:
     return out
 
 
-def tsne(x: np.ndarray, perplexity: float = 5.0, iters: int = 750, seed: int = 0) -> np.ndarray:
-    """Exact t-SNE (van der Maaten & Hinton 2008) of a few hundred points to 2-D, on cosine geometry
-    (rows unit-normalized), PCA initialization, early exaggeration 12 for 250 iterations."""
-    x = _unit(x)
+EMBEDDINGS = ("umap", "tsne")
+EMBEDDING_NAMES = {"umap": "UMAP", "tsne": "t-SNE"}
+
+
+def embed_2d(x: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
+    """A few hundred representations to 2-D on cosine geometry: UMAP (umap-learn), as the paper's appendix did for
+    Figures 2 and 5, or scikit-learn's exact t-SNE (perplexity 5, PCA initialization)."""
     n = len(x)
-    d2 = np.maximum(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1), 0.0)
-    p = np.zeros((n, n))
-    target = np.log(min(perplexity, (n - 1) / 3.0))
-    for i in range(n):   # binary search of each row's precision for the perplexity
-        lo, hi, beta = 0.0, np.inf, 1.0
-        row = np.delete(d2[i], i)
-        for _ in range(64):
-            w = np.exp(-(row - row.min()) * beta)
-            s = w.sum()
-            h = np.log(s) + beta * (w * (row - row.min())).sum() / s
-            if abs(h - target) < 1e-5:
-                break
-            if h > target:
-                lo, beta = beta, beta * 2 if hi == np.inf else (beta + hi) / 2
-            else:
-                hi, beta = beta, (beta + lo) / 2
-        p[i, np.arange(n) != i] = w / s
-    p = np.maximum((p + p.T) / (2 * n), 1e-12)
-    centered = x - x.mean(0)
-    _, _, vt = np.linalg.svd(centered, full_matrices=False)
-    y = centered @ vt[:2].T
-    y = y / (np.std(y[:, 0]) or 1.0) * 1e-4
-    rng = np.random.default_rng(seed)
-    y = y + rng.normal(scale=1e-6, size=y.shape)
-    velocity, gains = np.zeros_like(y), np.ones_like(y)
-    learning_rate = max(n / 12.0 / 4.0, 50.0)   # scikit-learn's 'auto' rule: large steps scatter small sets
-    for it in range(iters):
-        exaggeration = 12.0 if it < 250 else 1.0
-        diff = y[:, None, :] - y[None, :, :]
-        num = 1.0 / (1.0 + (diff ** 2).sum(-1))
-        np.fill_diagonal(num, 0.0)
-        q = np.maximum(num / num.sum(), 1e-12)
-        grad = 4.0 * (((exaggeration * p - q) * num)[:, :, None] * diff).sum(1)
-        momentum = 0.5 if it < 250 else 0.8
-        gains = np.where(np.sign(grad) != np.sign(velocity), gains + 0.2, gains * 0.8).clip(0.01)
-        velocity = momentum * velocity - learning_rate * gains * grad
-        y = y + velocity
-        y = y - y.mean(0)
-    return y
+    if method == "umap":
+        umap = require("umap", "the UMAP maps of Figures 2 and 5 (or --embedding tsne)")
+        reducer = umap.UMAP(n_neighbors=min(15, n - 1), metric="cosine", random_state=seed, n_jobs=1)
+        return np.asarray(reducer.fit_transform(_unit(x)), dtype=float)
+    if method == "tsne":
+        manifold = require("sklearn.manifold", "the t-SNE maps of Figures 2 and 5")
+        tsne = manifold.TSNE(n_components=2, perplexity=min(5.0, (n - 1) / 3.0), metric="cosine", init="pca",
+                             method="exact", random_state=seed)
+        return np.asarray(tsne.fit_transform(_unit(x)), dtype=float)
+    raise ConfigError(f"{method!r}: expected one of {', '.join(EMBEDDINGS)}", "--embedding")
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -249,6 +224,9 @@ def main(argv=None):
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the user sample (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs") / "id_analysis", help="output folder")
     p.add_argument("--no-figures", action="store_true", help="numbers only")
+    p.add_argument("--embedding", choices=EMBEDDINGS, default="umap",
+                   help="2-D map of Figures 2 and 5: UMAP as the paper's appendix, or t-SNE (default: %(default)s)")
+    add_format_option(p)
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
     if args.users < 2 or args.max_items < 2:
@@ -286,11 +264,13 @@ def main(argv=None):
             for name, x in reps.items():
                 slug = name.replace(":", "_")
                 if name.startswith(("id:", "content:", "enhanced:")):
-                    scatter_plot(args.out / f"fig2_{slug}.png", tsne(x[order], seed=args.sample_seed), groups,
-                                 title=f"{name} (t-SNE), {len(order)} items of {len(sample)} users", legend=legend)
+                    scatter_plot(args.out / f"fig2_{slug}.{args.format}",
+                                 embed_2d(x[order], args.embedding, seed=args.sample_seed), groups,
+                                 title=f"{name} ({EMBEDDING_NAMES[args.embedding]}), {len(order)} items of "
+                                       f"{len(sample)} users", legend=legend)
                 if name.startswith(("id:", "raw:")):
                     fig = "fig3" if name.startswith("id:") else "fig4"
-                    heatmap(args.out / f"{fig}_{slug}.png", topk_heat(x[order]), boundaries=bounds,
+                    heatmap(args.out / f"{fig}_{slug}.{args.format}", topk_heat(x[order]), boundaries=bounds,
                             title=f"{name}: top-{TOP} cosine, items by user")
 
     summary = {name: {k: mean_std([r[name][k] * 100 for r in per_run]) for k in per_run[0][name]} for name in names}

@@ -8,8 +8,8 @@ Each value v trains the dataset config with ``--set PARAM=v`` for every seed (γ
 "structure w/o ID" by another road, β = 0 its "content w/o contrast"); the value equal to the config's own
 is the same run as Table 3's IDSF row (shared run store, see experiments/grid.py). Writes OUT/<param>.md and
 .csv (mean ± std of the test metrics per value, and whether each value differs from the config's own value
-beyond the spread) and, per dataset, OUT/<param>_<dataset>_recall20.png and _ndcg20.png: test Recall@20 and
-NDCG@20 (%) against the value, with error bars of one standard deviation over the seeds.
+beyond the spread) and, per dataset, OUT/<param>_<dataset>_recall20.png and _ndcg20.png (``--format pdf|svg``): test Recall@20 and
+NDCG@20 (%) against the value (evenly spaced, as the paper's Figures 7 and 8), with error bars of one standard deviation over the seeds.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Dict, List
 
 from experiments.grid import (METRICS, NOT_FINISHED, Cell, CellRuns, add_grid_options, cell_config, comparison,
                               dataset_configs, fmt, parse_values, publish, run_cells)
-from experiments.plot import Series, line_plot
+from experiments.plot import Series, add_format_option, line_plot
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError
 from idsf_pyg.train.config import TRAIN_FIELDS, full_model_args, model_arg_value
@@ -54,9 +54,10 @@ def plot(path: Path, param: str, values: List[float], cells: Dict[str, CellRuns]
     seeds = len(next(iter(cells.values())).results)
     # the legend goes to the corner the line's right end leaves free
     mid = (max(m + s for m, s in zip(means, stds)) + min(m - s for m, s in zip(means, stds))) / 2
-    line_plot(path, [Series(f"test {metric}", values, means, yerr=stds)],
+    # evenly spaced values, as the paper's Figures 7 and 8 draw them
+    line_plot(path, [Series(f"test {metric}", list(range(len(values))), means, yerr=stds)],
               title=f"{dataset}: {metric} vs {param} ({seeds} seeds)", xlabel=param, ylabel=f"{metric} (%)",
-              legend="lower right" if means[-1] > mid else "upper right")
+              legend="lower right" if means[-1] > mid else "upper right", xticklabels=[f"{v:g}" for v in values])
 
 
 def main(argv=None):
@@ -65,6 +66,7 @@ def main(argv=None):
     p.add_argument("--param", required=True, help="the hyper-parameter to vary (gamma, beta, tau, lr, ...)")
     p.add_argument("--values", required=True, help="comma-separated values, e.g. 0,0.1,0.3,1.0")
     add_grid_options(p, "sweep")
+    add_format_option(p)
     args = p.parse_args(argv)
     values = sorted(parse_values(args.values, "--values"))
     configs = dataset_configs(args.dataset)
@@ -97,7 +99,7 @@ def main(argv=None):
             continue
         pngs = []
         for metric, key in PLOTTED:
-            png = args.out / f"{args.param}_{name}_{key.replace('@', '')}.png"
+            png = args.out / f"{args.param}_{name}_{key.replace('@', '')}.{args.format}"
             plot(png, args.param, values, runs, name, metric, key)
             pngs.append(f"[{png.name}]({png.name})")
         notes.append(f"Plots ({name}): {', '.join(pngs)}.")

@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true",
                    help="torch.use_deterministic_algorithms: bit-identical CUDA runs, somewhat slower "
                         "(CPU runs are deterministic without it)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no tqdm progress bars (they are shown only when stderr is a terminal)")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also write each validation's losses and metrics as TensorBoard event files to DIR")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return p
 
@@ -182,10 +185,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     cfg = config_from_args(args.config, args)
     if args.save_topk and args.out is None:
         raise ConfigError("--save-topk needs --out DIR (the top-k lists go to DIR/topk.csv)", "--save-topk")
-    with console():
-        result = run(cfg, args.out, device=args.device, threads=args.threads, progress=not args.no_progress,
-                     save_topk=args.save_topk, overwrite=args.overwrite, resume=not args.no_resume,
-                     deterministic=args.deterministic, checkpoint_every=args.checkpoint_every)
+    board = None
+    if args.tensorboard is not None:
+        from experiments.curves import TensorBoardCurves
+        board = TensorBoardCurves(args.tensorboard)
+    try:
+        with console():
+            result = run(cfg, args.out, device=args.device, threads=args.threads, progress=not args.no_progress,
+                         save_topk=args.save_topk, overwrite=args.overwrite, resume=not args.no_resume,
+                         deterministic=args.deterministic, checkpoint_every=args.checkpoint_every, on_validation=board)
+    finally:
+        if board is not None:
+            board.close()
     print(f"\n{result['stopped']}; best validation epoch {result['best_epoch']} of {result['epochs_run']}; "
           f"{result['seconds']['per_epoch_mean']:.2f}s per epoch, {result['seconds']['per_eval_mean']:.2f}s "
           f"per evaluation")

@@ -28,7 +28,7 @@ The study lives in --storage: SQLite in the output folder by default (one machin
 noticed by its missing heartbeat (--grace seconds), its trial is marked failed and retried from its checkpoint.
 
 Writes OUT/trials.csv (every trial: parameters, state, epochs, validation metric, seconds, run folder),
-OUT/surface.md (the validation surface as a grid), OUT/surface.png (a heat map; needs matplotlib), OUT/selected.md
+OUT/surface.md (the validation surface as a grid), OUT/surface.png (a heat map; --format pdf|svg), OUT/selected.md
 and OUT/selected.json (the selected configuration, its test metrics over the seeds, and the search's cost).
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from experiments.extras import require
+from experiments.extras import MissingExtra, require
+from experiments.plot import add_format_option, pyplot, save
 from experiments.grid import (Cell, cell_config, fmt, locked, mean_std, parse_extra, parse_seeds, store_folder,
                               train_in_store)
 from experiments.search import combo_name, parse_grid
@@ -319,8 +320,8 @@ def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metri
     if len(keys) < 2:
         return "a heat map needs two axes"
     try:
-        plt = require("matplotlib.pyplot", "the heat map of experiments.tune")
-    except Exception as e:  # the tables are written all the same
+        plt = pyplot()
+    except MissingExtra as e:  # the tables are written all the same
         return str(e)
     import numpy as np
     r_key, c_key = keys[0], keys[1]
@@ -352,9 +353,7 @@ def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metri
     fig.colorbar(im, ax=ax, label=f"validation {metric} (%)")
     ax.set_title("Validation surface" + (f" ({', '.join(f'{k}={v}' for k, v in fixed.items())})" if fixed else ""))
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    save(fig, path)
     return None
 
 
@@ -369,7 +368,7 @@ def write_tables(args, study, points, space, configs, seeds: List[int], out: Pat
             w.writerow([*point.values(), r["state"], r.get("trial", ""), "" if r["value"] is None else r["value"],
                         r["epochs"], r.get("best_epoch") or "", f"{r['seconds']:.1f}", r.get("run", "")])
     write_text(out / "surface.md", surface_markdown(space, rows, args.metric))
-    figure_note = heat_map(space, rows, args.metric, out / "surface.png")
+    figure_note = heat_map(space, rows, args.metric, out / f"surface.{args.format}")
 
     counts = {s: sum(r["state"] == s for r in rows.values()) for s in ("complete", "pruned", "fail", "running",
                                                                       "not started")}
@@ -413,7 +412,7 @@ def write_tables(args, study, points, space, configs, seeds: List[int], out: Pat
                       f"| {chosen} | " + " | ".join(fmt(*test[k], digits=2) for k in keys) + " |", "",
                       "Mean ± sample std over the seeds (%), each run's test read once at its best validation epoch."]
     if figure_note:
-        lines.append(f"\n(surface.png not written: {figure_note})")
+        lines.append(f"\n(surface.{args.format} not written: {figure_note})")
     write_text(out / "selected.md", "\n".join(lines) + "\n")
     write_json(out / "selected.json", summary)
     print((out / "surface.md").read_text())
@@ -451,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "crashed and is retried (default: %(default)s)")
     p.add_argument("--tables-only", action="store_true",
                    help="train nothing: write the tables from the study and the runs finished so far")
+    add_format_option(p)
     add_run_options(p)
     return p
 

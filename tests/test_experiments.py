@@ -21,12 +21,11 @@ import torch
 
 from experiments import id_analysis, sweep, table2, table3, table4
 from experiments.grid import (Cell, cell_config, comparability, config_digest, differs, mean_std, store_folder)
-from experiments.plot import COLORS, heatmap, scatter_plot
 from experiments.train import CONFIG_DIR
 from idsf_pyg.cli import run_cli
 from idsf_pyg.train import run
 from idsf_pyg.trained import load_run
-from tests.test_bench import read_png
+from tests.test_plots import read_image
 from tests.time_limits import hang_guard
 
 SYNTHETIC = CONFIG_DIR / "synthetic.yaml"
@@ -153,8 +152,7 @@ def test_table3_table4_and_sweeps_share_runs_and_summarize_them(tmp_path):
         table = read_csv(tmp_path / "sw" / f"{param}.csv")
         assert [r[0] for r in table[1:]] == ["0", "0.3"] and table[2][-1] == "(config value)"
         for metric in ("recall20", "ndcg20"):
-            img = read_png(tmp_path / "sw" / f"{param}_synthetic_{metric}.png")
-            assert (img == np.array(COLORS[0], dtype=np.uint8)).all(-1).sum() > 50   # the line is drawn
+            assert read_image(tmp_path / "sw" / f"{param}_synthetic_{metric}.png").shape[0] > 100
 
     # Table 2 over seeds: IDSF's column is the same runs again.
     assert run_cli(table2.main, ["--models", "bpr,idsf"] + common(tmp_path, "t2")) == 0
@@ -355,15 +353,19 @@ def test_topk_heat_keeps_each_rows_top_values():
         assert set(np.nonzero(m[i])[0]) <= set(np.argsort(-sim[i])[:3])
 
 
-def test_tsne_keeps_separated_clusters_apart():
+@pytest.mark.parametrize("method", ["umap", "tsne"])
+def test_2d_maps_keep_separated_clusters_apart(method):
+    pytest.importorskip("umap" if method == "umap" else "sklearn")
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 16)) * 5
     x = np.concatenate([c + rng.normal(scale=0.3, size=(10, 16)) for c in centres])
-    y = id_analysis.tsne(x, perplexity=5, iters=400)
+    y = id_analysis.embed_2d(x, method, seed=0)
+    assert y.shape == (30, 2)
     groups = np.repeat(np.arange(3), 10)
     d = ((y[:, None] - y[None]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
     assert (groups[d.argmin(1)] == groups).all()          # every point's 2-D nearest neighbour is of its cluster
+    assert np.array_equal(y, id_analysis.embed_2d(x, method, seed=0))   # same seed, same map
 
 
 def test_id_analysis_end_to_end(tmp_path):
@@ -379,7 +381,7 @@ def test_id_analysis_end_to_end(tmp_path):
     assert len(saved["per_run"]) == 2 and len(saved["sample"]) == 6
     assert saved["per_run"][0]["raw:view_a"] == saved["per_run"][1]["raw:view_a"]   # fixed features: seed-free
     for png in ("fig2_id_view_a.png", "fig2_enhanced_view_b.png", "fig3_id_view_a.png", "fig4_raw_view_b.png"):
-        assert read_png(out / png).shape[0] > 100
+        assert read_image(out / png).shape[0] > 100
     # The attention weights, against eq. (2) computed by hand from each run's attention parameters.
     for folder, weights in zip(folders, saved["attention_weights"]):
         model = load_run(folder).model
@@ -401,22 +403,6 @@ def test_id_analysis_end_to_end(tmp_path):
     assert [r[0] for r in table[1:]] == list(saved["attention_weights"][0])
     assert "attention weight (eq. 2)" in (out / "id_analysis.md").read_text()
     assert run_cli(id_analysis.main, ["--run", str(tmp_path / "nothing"), "--out", str(out)]) == 2
-
-
-# -------------------------------------------------------------------------------------------- the plots
-def test_scatter_and_heatmap_draw_where_told(tmp_path):
-    scatter_plot(tmp_path / "s.png", np.array([[0.0, 0.0], [1.0, 1.0]]), [0, 1], title="t", legend=["a", "b"])
-    img = read_png(tmp_path / "s.png")
-    for g, corner in ((0, "low-left"), (1, "up-right")):
-        ys, xs = np.nonzero((img == np.array(COLORS[g], dtype=np.uint8)).all(-1))
-        plot_area = ys < img.shape[0] - 40                     # not the legend's dot
-        cy, cx = ys[plot_area].mean(), xs[plot_area].mean()
-        assert (cx < img.shape[1] / 2) == (corner == "low-left") and (cy > img.shape[0] / 2) == (corner == "low-left")
-    heatmap(tmp_path / "h.png", np.array([[1.0, 0.0], [0.0, 0.5]]), cell=10)
-    img = read_png(tmp_path / "h.png")
-    assert tuple(img[55, 25]) == (8, 48, 107) and tuple(img[55, 35]) == (255, 255, 255)
-    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
-        heatmap(tmp_path / "x.png", np.array([[2.0]]))
 
 
 def test_the_newcomers_example_trains_idsf_from_its_parts(capsys):

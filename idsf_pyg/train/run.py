@@ -17,7 +17,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -25,11 +25,12 @@ import yaml
 
 from ..data import default_data_root, describe, load_dataset
 from ..errors import ConfigError, IDSFError, RunFolderError
+from ..io import write_text
 from ..logs import log_file, logger, silenced
 from .checkpoint import Checkpointer, cpu_state
 from .config import RunConfig, key_differences, key_material, run_key
 from .distributed import broadcast_error, from_environment, local_device
-from .run_folder import BEST, CHECKPOINT, CONFIG, LOG, MANIFEST, RESULTS, TOPK, RunFolder, require_one_run
+from .run_folder import BEST, CHECKPOINT, CONFIG, CURVES, LOG, MANIFEST, RESULTS, TOPK, RunFolder, require_one_run
 from .trainer import set_seed, train, use_deterministic_algorithms
 
 #: Format of best.pt: {"format", "idsf_pyg", "model", "run_key", "state_dict"}, loadable with weights_only=True.
@@ -173,6 +174,8 @@ def _run_holding(cfg: RunConfig, folder: Optional[RunFolder], dev: torch.device,
     model = build_model(cfg, data)
     logger.info(f"model: {cfg.model} {cfg.model_args}\ntrain: {cfg.train}  device {dev}"
         + (f"  ranks {shard.world} ({shard.backend})" if shard is not None else ""))
+    if folder is not None and lead:
+        on_validation = _writing_curves(folder, on_validation)
     trained = train(model, data, cfg.train, device=dev, save_topk=save_topk, progress=progress,
                     checkpoint=checkpointer, data_info=info, shard=shard, on_validation=on_validation)
     result = {"model": cfg.model, "config": cfg.to_dict(), "config_sources": cfg.sources, "run_key": key,
@@ -183,6 +186,32 @@ def _run_holding(cfg: RunConfig, folder: Optional[RunFolder], dev: torch.device,
     if folder is not None and lead:
         _write_results(folder, cfg, key, model, result, trained.topk)
     return result
+
+
+def curves_csv(curve: Sequence[Dict[str, Any]]) -> str:
+    """A run's curve entries as CSV: epoch, seconds, losses by part, validation metrics (columns in the order first
+    seen; a metric an entry lacks is left empty)."""
+    columns: List[str] = []
+    for entry in curve:
+        columns += [k for k in entry if k not in columns]
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=columns, restval="")
+    w.writeheader()
+    w.writerows(curve)
+    return text.getvalue()
+
+
+def _writing_curves(folder: RunFolder, then: Optional[Callable[[Dict[str, Any], bool], None]]):
+    """An ``on_validation`` that rewrites the folder's curves.csv (earlier sessions' entries are replayed first on
+    resume, so the file always holds the whole curve), then calls ``then``."""
+    curve: List[Dict[str, Any]] = []
+
+    def on_validation(entry: Dict[str, Any], final: bool) -> None:
+        curve.append(entry)
+        write_text(folder.file(CURVES), curves_csv(curve))
+        if then is not None:
+            then(entry, final)
+    return on_validation
 
 
 def finished_run(cfg: RunConfig, out: Path) -> Optional[Dict[str, Any]]:

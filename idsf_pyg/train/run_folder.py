@@ -47,6 +47,9 @@ CONFIG, CHECKPOINT, BEST, RESULTS, TOPK = "config.yaml", "checkpoint.pt", "best.
 MANIFEST, LOCK = "manifest.json", ".lock"
 #: The run's log (plain lines with times, appended by every session that wrote the folder); not sealed.
 LOG = "train.log"
+#: The validation curve as a table (epoch, seconds, losses by part, validation metrics), rewritten after every
+#: validation so that a running run can be plotted; derived from the run's curve, not sealed.
+CURVES = "curves.csv"
 #: The files a manifest vouches for.
 SEALED = (CONFIG, CHECKPOINT, BEST, RESULTS, TOPK)
 MANIFEST_FORMAT = 1
@@ -200,6 +203,7 @@ class RunFolder:
     def clear(self) -> None:
         for name in (RESULTS, CHECKPOINT, BEST, TOPK):
             self.remove(name)
+        self.file(CURVES).unlink(missing_ok=True)
 
     def seal(self) -> Dict[str, str]:
         """Records the digests of the files as they are now (``experiments.seal``, after checking them)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -102,7 +103,8 @@ class Trainer:
                  on_validation: Optional[Callable[[Dict[str, Any], bool], None]] = None):
         self.device = torch.device(device)
         self.on_validation = on_validation
-        self.config, self.data, self.progress = config, data, progress
+        # Bars only on a terminal: redirected to a file they would write carriage-return frames, not lines.
+        self.config, self.data, self.progress = config, data, progress and sys.stderr.isatty()
         self.checkpoint, self.data_info, self.shard = checkpoint, data_info, shard
         self.generator = set_seed(config.seed)
         self.model = model.to(self.device)
@@ -130,6 +132,8 @@ class Trainer:
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 score = self.validate(epoch, objective, means)
                 bar.set_postfix({config.select_metric: f"{score:.4f}", "best": state.best_epoch})
+            else:  # one plain line per epoch, validated or not
+                logger.info(f"epoch {epoch:4d}  loss {objective:.4f} {_fmt(means)}  ({state.epoch_times[-1]:.1f}s)")
             self.check_time_cap(start)
             if state.stopped is None and epoch == config.epochs:
                 state.stopped = "max epochs"

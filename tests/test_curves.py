@@ -1,0 +1,100 @@
+"""Learning curves: every run folder's curves.csv, the overlay command (also for the authors' log), TensorBoard,
+and plain output when the console is not a terminal."""
+import csv
+import json
+
+import pytest
+
+from experiments import curves, train
+from idsf_pyg.errors import ConfigError, DataFormatError
+from idsf_pyg.train import run
+from experiments.grid import Cell, cell_config
+from pathlib import Path
+
+SYNTHETIC = Path("experiments/configs/synthetic.yaml")
+
+
+def quick(epochs=4, eval_every=1):
+    return cell_config(SYNTHETIC, Cell("quick", {}), 0, f"--epochs {epochs} --eval-every {eval_every}")
+
+
+def read_curves_csv(folder):
+    with open(folder / "curves.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_curves_csv_holds_the_whole_curve_also_after_a_resume(tmp_path):
+    stopped_early = []
+
+    def stop_after_two(entry, final):
+        if entry["epoch"] == 2 and not stopped_early:
+            stopped_early.append(True)
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run(quick(), tmp_path / "r", device="cpu", threads=1, progress=False, on_validation=stop_after_two)
+    assert [r["epoch"] for r in read_curves_csv(tmp_path / "r")] == ["1", "2"]     # readable while it runs
+    result = run(quick(), tmp_path / "r", device="cpu", threads=1, progress=False)
+    rows = read_curves_csv(tmp_path / "r")
+    assert [int(r["epoch"]) for r in rows] == [e["epoch"] for e in result["val_curve"]] == [1, 2, 3, 4]
+    for row, entry in zip(rows, result["val_curve"]):
+        assert {k: float(v) for k, v in row.items()} == pytest.approx({k: float(v) for k, v in entry.items()})
+
+
+def official_log(path, values):
+    lines = ["2026-11-29 21:10:  some header line"]
+    for e, r20 in enumerate(values):
+        lines.append(f"2026-11-29 21:12:  Epoch {e} [59.5s + 0.6s]: train==[{790 - e:.5f}=28.00792 + 0.21117 + 0.00000], "
+                     f"recall=[0.15116, {r20:.5f}], precision=[0.12428, 0.10461], hit=[0.66066, 0.79852], "
+                     f"ndcg=[0.30397, 0.40671]")
+        lines.append("2026-11-29 21:12:  Test_Recall@20: 0.25205")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_overlay_of_a_run_and_the_authors_log(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    result = run(quick(), tmp_path / "ours", device="cpu", threads=1, progress=False)
+    official_log(tmp_path / "official.log", [0.25, 0.30, 0.28])
+    out = curves.main(["--run", str(tmp_path / "ours"), "--label", "ours", "--official", str(tmp_path / "official.log"),
+                       "--label", "theirs", "--official-batches", "79", "--losses", "--out", str(tmp_path / "c.svg"),
+                       "--csv", str(tmp_path / "c.csv")])
+    ours, theirs = out
+    assert ours.series("val_recall@20") == ([1, 2, 3, 4], [e["val_recall@20"] for e in result["val_curve"]])
+    assert theirs.series("val_recall@20") == ([1, 2, 3], [0.25, 0.30, 0.28])      # epochs counted from 1
+    assert theirs.series("loss")[1] == pytest.approx([790 / 79, 789 / 79, 788 / 79])
+    assert theirs.rows[2]["val_ndcg@10"] == 0.30397
+    table = list(csv.reader(open(tmp_path / "c.csv")))
+    assert table[0] == ["epoch", "ours", "theirs"] and table[4][2] == ""   # epoch 4: the official log stopped at 3
+    assert (tmp_path / "c.svg").read_bytes()[:5] == b"<?xml"
+    assert "theirs: 3 validations, best recall@20 30.00 at epoch 2" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="2 labels for 1 curves"):
+        curves.main(["--run", str(tmp_path / "ours"), "--label", "a", "--label", "b", "--out", str(tmp_path / "x.png")])
+    (tmp_path / "bad.log").write_text("Epoch 0 [1s + 1s]: train==[1.0=1 + 0 + 0], recall=[0.1, 0.2, 0.3]\n")
+    with pytest.raises(DataFormatError, match="bad.log, line 1: recall has 3 values"):
+        curves.read_official_log(tmp_path / "bad.log")
+    (tmp_path / "empty.log").write_text("nothing here\n")
+    with pytest.raises(DataFormatError, match="empty.log: no 'Epoch E"):
+        curves.read_official_log(tmp_path / "empty.log")
+    # a folder written before curves.csv existed is read from results.json
+    (tmp_path / "ours" / "curves.csv").unlink()
+    assert curves.read_run(tmp_path / "ours").series("val_recall@20") == ours.series("val_recall@20")
+
+
+def test_tensorboard_events_hold_the_curve_and_the_console_holds_plain_lines(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    result = train.main(["--epochs", "4", "--eval-every", "2", "--threads", "1", "--out", str(tmp_path / "r"),
+                         "--tensorboard", str(tmp_path / "tb")])
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    scalars = acc.Scalars("val/recall@20")
+    assert [s.step for s in scalars] == [2, 4]
+    assert [s.value for s in scalars] == pytest.approx([e["val_recall@20"] for e in result["val_curve"]])
+    assert [s.value for s in acc.Scalars("loss/total")] == pytest.approx([e["loss"] for e in result["val_curve"]])
+    # stdout/stderr are not terminals here: no progress-bar frames, one plain line per epoch
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out + captured.err
+    epoch_lines = [line for line in captured.out.splitlines() if line.startswith("epoch ")]
+    assert [int(line.split()[1]) for line in epoch_lines] == [1, 2, 3, 4]
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert all(f"epoch    {e}  loss" in log for e in (1, 2, 3, 4))
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["val_curve"] == result["val_curve"]

@@ -1,0 +1,73 @@
+"""The figures (matplotlib): each draws the data it is given, in the format its suffix names; clear errors."""
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")  # the [experiments] extra; experiments/setup.sh installs it
+
+from experiments import extras  # noqa: E402
+from experiments.extras import MissingExtra  # noqa: E402
+from experiments.plot import PALETTE, Series, heatmap, line_plot, pyplot, scatter_plot  # noqa: E402
+from idsf_pyg.errors import ConfigError  # noqa: E402
+
+
+def read_image(path):
+    """The figure decoded back (matplotlib's reader, Pillow underneath): [h, w, 3] floats in [0, 1]."""
+    import matplotlib.image
+    return matplotlib.image.imread(path)[..., :3]
+
+
+def test_line_plot_draws_each_series_with_its_error_bars(tmp_path):
+    a = Series("a", [1, 2, 3], [10, 20, 15], yerr=[1, 2, 1])
+    b = Series("b", [1, 2, 3], [5, 6, 7])
+    fig = line_plot(tmp_path / "p.png", [a, b], title="t", xlabel="x", ylabel="y")
+    ax = fig.axes[0]
+    data = [c.lines[0].get_xydata().tolist() for c in ax.containers]
+    assert data == [[[1, 10], [2, 20], [3, 15]], [[1, 5], [2, 6], [3, 7]]]
+    # a's error bars span y +- yerr at each x; b has none
+    bars = ax.containers[0].lines[2][0].get_segments()
+    assert [(s[0][1], s[1][1]) for s in bars] == [(9, 11), (18, 22), (14, 16)] and not ax.containers[1].lines[2]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    assert ax.get_title() == "t" and ax.get_xlabel() == "x"
+    img = read_image(tmp_path / "p.png")
+    blue = np.array([int(PALETTE[0][i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    assert (np.abs(img - blue).max(-1) < 0.02).sum() > 50          # the first series' colour is on the image
+    with pytest.raises(ValueError, match="log axis"):
+        line_plot(tmp_path / "q.png", [Series("a", [0, 1], [1, 2])], logx=True)
+    with pytest.raises(ValueError, match="equal lengths"):
+        line_plot(tmp_path / "q.png", [Series("a", [1, 2], [1])])
+
+
+def test_formats_follow_the_suffix(tmp_path):
+    for suffix, head in ((".pdf", b"%PDF"), (".svg", b"<?xml"), (".png", b"\x89PNG")):
+        line_plot(tmp_path / f"f{suffix}", [Series("a", [1, 2], [1, 2])])
+        assert (tmp_path / f"f{suffix}").read_bytes()[:len(head)] == head
+    with pytest.raises(ConfigError, match="one of png, pdf, svg"):
+        line_plot(tmp_path / "f.gif", [Series("a", [1, 2], [1, 2])])
+
+
+def test_scatter_and_heatmap_draw_what_they_are_given(tmp_path):
+    pts = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.2]])
+    fig = scatter_plot(tmp_path / "s.png", pts, [0, 1, 0], title="t", legend=["a", "b"])
+    groups = fig.axes[0].collections
+    assert [c.get_offsets().tolist() for c in groups] == [[[0.0, 0.0], [0.5, 0.2]], [[1.0, 1.0]]]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
+    m = np.array([[1.0, 0.0, 0.2], [0.0, 0.5, 0.0], [0.3, 0.0, 1.0]])
+    fig = heatmap(tmp_path / "h.png", m, boundaries=[1])
+    assert np.array_equal(fig.axes[0].images[0].get_array(), m)
+    assert [line.get_ydata()[0] for line in fig.axes[0].lines][:1] == [0.5]   # the boundary between rows 0 and 1
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        heatmap(tmp_path / "x.png", np.array([[2.0]]))
+    with pytest.raises(ValueError, match="square"):
+        heatmap(tmp_path / "x.png", np.zeros((2, 3)))
+
+
+def test_without_matplotlib_a_figure_is_one_clear_line(monkeypatch):
+    real = extras.importlib.import_module
+
+    def missing(name, *a):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError(name)
+        return real(name, *a)
+    monkeypatch.setattr(extras.importlib, "import_module", missing)
+    with pytest.raises(MissingExtra, match=r"drawing figures needs the optional package 'matplotlib'.*\[experiments\]"):
+        pyplot()
