@@ -38,8 +38,23 @@ def _find_lattice(folder: Path) -> Optional[Path]:
 
 def load_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] = None,
                  discover_features: bool = True, split_seed: int = 0, name: Optional[str] = None,
-                 edge_weight: Optional[str] = None) -> HeteroData:
-    r"""Loads interactions (and item features) into the graph schema.
+                 edge_weight: Optional[str] = None, root: Optional[PathLike] = None,
+                 processed: bool = True) -> HeteroData:
+    r"""The graph of a dataset: ``InteractionDataset(path, root, ...)[0]``
+    (:class:`~idsf_pyg.data.datasets.InteractionDataset`), i.e. :func:`parse_dataset` the first time, the saved
+    graph under ``root/processed/<key>/`` (default ``$IDSF_CACHE/datasets/<name>``) afterwards. The arguments are
+    :func:`parse_dataset`'s; ``processed=False`` parses every time and saves nothing."""
+    if not processed:
+        return parse_dataset(path, features, discover_features, split_seed, name, edge_weight)
+    from .datasets import InteractionDataset
+    return InteractionDataset(path, root, features=features, discover_features=discover_features,
+                              split_seed=split_seed, edge_weight=edge_weight, name=name)[0]
+
+
+def parse_dataset(path: PathLike, features: Optional[Mapping[str, FeatureSpec]] = None,
+                  discover_features: bool = True, split_seed: int = 0, name: Optional[str] = None,
+                  edge_weight: Optional[str] = None) -> HeteroData:
+    r"""Parses interactions (and item features) into the graph schema.
 
     Detected formats:
 
