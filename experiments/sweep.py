@@ -14,14 +14,15 @@ NDCG@20 (%) against the value (evenly spaced, as the paper's Figures 7 and 8), w
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from experiments.grid import (METRICS, NOT_FINISHED, Cell, CellRuns, add_grid_options, cell_config, comparison,
-                              dataset_configs, fmt, parse_values, publish, run_cells)
+                              dataset_configs, fmt, parse_seeds, parse_values, publish, run_cells)
 from experiments.plot import Series, add_format_option, line_plot
 from idsf_pyg.cli import entry_point
-from idsf_pyg.errors import ConfigError
+from idsf_pyg.errors import ConfigError, DataFormatError
 from idsf_pyg.train.config import TRAIN_FIELDS, full_model_args, model_arg_value
 
 PLOTTED = [("Recall@20", "recall@20"), ("NDCG@20", "ndcg@20")]
@@ -50,24 +51,63 @@ def plot(path: Path, param: str, values: List[float], cells: Dict[str, CellRuns]
     whose runs have not all finished (``--finished-only``) are left out."""
     values = [v for v in values if label(param, v) in cells]
     stats = [cells[label(param, v)].mean_std(key) for v in values]
+    draw(path, param, values, stats, dataset, metric, len(next(iter(cells.values())).results))
+
+
+def draw(path: Path, param: str, values: List[float], stats: List[Tuple[float, float]], dataset: str, metric: str,
+         seeds: int):
     means, stds = [m for m, _ in stats], [s if s == s else 0.0 for _, s in stats]
-    seeds = len(next(iter(cells.values())).results)
     # the legend goes to the corner the line's right end leaves free
     mid = (max(m + s for m, s in zip(means, stds)) + min(m - s for m, s in zip(means, stds))) / 2
     # evenly spaced values, as the paper's Figures 7 and 8 draw them
-    line_plot(path, [Series(f"test {metric}", list(range(len(values))), means, yerr=stds)],
+    return line_plot(path, [Series(f"test {metric}", list(range(len(values))), means, yerr=stds)],
               title=f"{dataset}: {metric} vs {param} ({seeds} seeds)", xlabel=param, ylabel=f"{metric} (%)",
               legend="lower right" if means[-1] > mid else "upper right", xticklabels=[f"{v:g}" for v in values])
+
+
+def replot(table: Path, param: str, dataset: str, seeds: int, out: Path, fmt: str) -> Dict[Path, object]:
+    """The figures of a finished sweep from its own table (``<param>.csv``: one row per value, cells "mean ± std"),
+    without the run store."""
+    rows = list(csv.reader(open(table, newline="", encoding="utf-8")))
+    if not rows or rows[0][0] != param:
+        raise DataFormatError(table, f"not a sweep table of {param!r} (its first column is "
+                                     f"{rows[0][0] if rows else 'missing'!r})", line=1)
+    written = {}
+    for metric, key in PLOTTED:
+        head = {"recall@20": "R@20", "ndcg@20": "N@20"}[key]
+        column = next((i for i, h in enumerate(rows[0]) if h in (head, f"{dataset} {head}")), None)
+        if column is None:
+            raise DataFormatError(table, f"no column {head!r} (or {dataset + ' ' + head!r})", line=1)
+        values, stats = [], []
+        for n, row in enumerate(rows[1:], start=2):
+            if row[column] == NOT_FINISHED:
+                continue
+            mean, _, std = row[column].partition(" ± ")
+            try:
+                values.append(float(row[0]))
+                stats.append((float(mean), float(std) if std else float("nan")))
+            except ValueError:
+                raise DataFormatError(table, f"{row[column]!r} is not 'mean ± std'", line=n, field=head) from None
+        path = out / f"{param}_{dataset}_{key.replace('@', '')}.{fmt}"
+        written[path] = draw(path, param, values, stats, dataset, metric, seeds)
+    return written
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m experiments.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--param", required=True, help="the hyper-parameter to vary (gamma, beta, tau, lr, ...)")
-    p.add_argument("--values", required=True, help="comma-separated values, e.g. 0,0.1,0.3,1.0")
+    p.add_argument("--values", help="comma-separated values, e.g. 0,0.1,0.3,1.0 (required unless --replot)")
     add_grid_options(p, "sweep")
     add_format_option(p)
+    p.add_argument("--replot", type=Path, metavar="TABLE_CSV",
+                   help="train nothing: draw the figures of a finished sweep from its <param>.csv (one dataset, "
+                        "--dataset names it, --seeds gives the count) into --out")
     args = p.parse_args(argv)
+    if args.replot is not None:
+        return replot(args.replot, args.param, args.dataset, len(parse_seeds(args.seeds)), args.out, args.format)
+    if args.values is None:
+        raise ConfigError("give the values to sweep (or --replot TABLE_CSV)", "--values")
     values = sorted(parse_values(args.values, "--values"))
     configs = dataset_configs(args.dataset)
     own = {name: config_value(path, args.param, args.extra) for name, path in configs}

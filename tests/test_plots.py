@@ -71,3 +71,23 @@ def test_without_matplotlib_a_figure_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(extras.importlib, "import_module", missing)
     with pytest.raises(MissingExtra, match=r"drawing figures needs the optional package 'matplotlib'.*\[experiments\]"):
         pyplot()
+
+
+def test_a_sweep_is_replotted_from_its_own_table(tmp_path):
+    from experiments import sweep
+    from idsf_pyg.errors import DataFormatError
+    table = tmp_path / "gamma.csv"
+    table.write_text("gamma,R@10,P@10,N@10,R@20,P@20,N@20,R@20 vs the config's value\n"
+                     "0,1 ± 0.1,1 ± 0.1,1 ± 0.1,21.5 ± 0.8,1 ± 0.1,18.0 ± 0.4,lower\n"
+                     "0.3,1 ± 0.1,1 ± 0.1,1 ± 0.1,not finished,1 ± 0.1,not finished,—\n"
+                     "3,1 ± 0.1,1 ± 0.1,1 ± 0.1,30.4 ± 0.3,1 ± 0.1,24.0 ± 0.4,higher\n")
+    figs = sweep.main(["--param", "gamma", "--replot", str(table), "--dataset", "ml100k", "--out", str(tmp_path),
+                       "--format", "svg"])
+    recall = figs[tmp_path / "gamma_ml100k_recall20.svg"].axes[0]
+    assert recall.containers[0].lines[0].get_ydata().tolist() == [21.5, 30.4]     # 'not finished' left out
+    assert [t.get_text() for t in recall.get_xticklabels()] == ["0", "3"]
+    bars = [v for seg in recall.containers[0].lines[2][0].get_segments() for v in (seg[0][1], seg[1][1])]
+    assert bars == pytest.approx([20.7, 22.3, 30.1, 30.7])
+    table.write_text("beta,R@20\n0,1 ± 0.1\n")
+    with pytest.raises(DataFormatError, match="gamma.csv, line 1: not a sweep table of 'gamma'"):
+        sweep.main(["--param", "gamma", "--replot", str(table), "--out", str(tmp_path)])
