@@ -229,7 +229,7 @@ def print_scale_table(rows: List[dict]) -> None:
               f"| {r['epoch_seconds']:.0f} | {mem} |")
 
 
-def scale_plot(rows: List[dict], path: Path) -> None:
+def scale_plot(rows: List[dict], path: Path):
     from experiments.plot import Series, line_plot
     series = []
     for scope in sorted({r["scope"] for r in rows}):
@@ -245,7 +245,7 @@ def scale_plot(rows: List[dict], path: Path) -> None:
     ref_y = anchor.y[anchor.x.index(top)]
     xs = sorted({x for s in series for x in s.x})
     series.append(Series("linear (slope 1)", xs, [ref_y * x / top for x in xs]))
-    line_plot(path, series, title="IDSF peak memory vs graph size (users = 10 x items = edges / 10)",
+    return line_plot(path, series, title="IDSF peak memory vs graph size (users = 10 x items = edges / 10)",
               xlabel="training edges", ylabel="peak memory above imports (MiB)", logx=True, logy=True,
               legend="upper left")
 
@@ -275,7 +275,9 @@ def main(argv=None) -> Dict[str, object]:
     p.add_argument("--scale-all-max-items", type=int, default=None,
                    help="largest catalogue timed with the all-item scope in --scale (default: 10000 on the CPU, "
                         "all on a GPU)")
-    p.add_argument("--plot", type=Path, help="--scale: write the memory curve to this PNG")
+    p.add_argument("--plot", type=Path, help="--scale: write the memory curve to this figure (.png, .pdf, .svg)")
+    p.add_argument("--replot", type=Path, metavar="JSON",
+                   help="train nothing: draw --plot from the rows of an earlier --scale --json-out file")
     p.add_argument("--json-out", type=Path, help="also write every row (and the machine) to this JSON file")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -299,6 +301,13 @@ def main(argv=None) -> Dict[str, object]:
         if s not in ("all", "batch", "sample"):
             raise ConfigError(f"unknown scope {s!r}: use all, batch or sample", "--scopes")
     rows = []
+    if args.replot is not None:
+        if args.plot is None:
+            raise ConfigError("--replot draws the memory curve: give --plot FILE", "--plot")
+        rows = json.loads(args.replot.read_text())["rows"]
+        figure = scale_plot(rows, args.plot)
+        print(f"wrote {args.plot} from {args.replot}")
+        return {"rows": rows, "figure": figure}
     if args.scale:
         grid = SCALE_GRID if not args.scale_grid else \
             [tuple(int(float(v)) for v in g.split(",")) for g in args.scale_grid.split(";")]

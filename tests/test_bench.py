@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments import bench
+from idsf_pyg.errors import ConfigError
 from idsf_pyg.data import EDGE, ITEM, USER, make_scale_graph
 from tests.time_limits import hang_guard
 
@@ -45,6 +46,20 @@ def test_scale_mode_writes_table_json_and_plot(tmp_path, capsys):
     assert json.loads((tmp_path / "scale.json").read_text())["rows"] == rows
     assert (tmp_path / "scale.png").read_bytes()[:4] == b"\x89PNG"
     assert "| users | items |" in capsys.readouterr().out
+
+
+def test_the_scale_figure_is_redrawn_from_its_rows(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"train_edges": e, "scope": "batch", "peak_rss_mb": m, "rss_after_import_mb": 10.0}
+            for e, m in ((1000, 110.0), (10000, 1010.0))]
+    (tmp_path / "rows.json").write_text(json.dumps({"rows": rows}))
+    out = bench.main(["--replot", str(tmp_path / "rows.json"), "--plot", str(tmp_path / "m.pdf")])
+    assert out["rows"] == rows
+    batch = out["figure"].axes[0].containers[0].lines[0]
+    assert batch.get_xydata().tolist() == [[1000, 100.0], [10000, 1000.0]]     # peak memory above the imports
+    assert (tmp_path / "m.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ConfigError, match="give --plot"):
+        bench.main(["--replot", str(tmp_path / "rows.json")])
 
 
 def test_gpu_check_dry_run_on_cpu(tmp_path):
