@@ -184,9 +184,9 @@ def main(argv=None) -> List[Curve]:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     # Both options append to one list, so that the --label options line up with the sources in their order.
     p.add_argument("--run", dest="sources", action="append", default=[], type=lambda v: ("run", Path(v)),
-                   help="a run folder (repeatable)")
+                   metavar="DIR", help="a run folder (repeatable)")
     p.add_argument("--official", dest="sources", action="append", type=lambda v: ("official", Path(v)),
-                   help="a log of the authors' main.py (repeatable)")
+                   metavar="LOG", help="a log of the authors' main.py (repeatable)")
     p.add_argument("--label", action="append", default=[], help="one label per --run/--official, in their order")
     p.add_argument("--metric", default="recall@20", help="validation metric to draw (default: %(default)s)")
     p.add_argument("--official-ks", default="10,20", help="the two cut-offs of the official log's lists (default: "

@@ -187,8 +187,8 @@ class Objective:
         def report(entry: Dict[str, Any], final: bool) -> None:
             seen.append(entry)
             trial.report(float(entry[self.metric]), int(entry["epoch"]))
+            self._record(trial, seen)   # a running trial's progress and cost show in --tables-only
             if not final and trial.should_prune():  # a run that ends here anyway completes
-                self._record(trial, seen)
                 write_json(self.marker(folder), {"trial": trial.number, "point": name, "epoch": entry["epoch"],
                                                  "value": entry[self.metric], "curve": seen})
                 print(f"[tune] trial {trial.number}: pruned after epoch {entry['epoch']} "
