@@ -26,7 +26,7 @@ import yaml
 from ..data import default_data_root, describe, load_dataset
 from ..errors import ConfigError, IDSFError, RunFolderError
 from ..io import write_text
-from ..logs import log_file, logger, silenced
+from ..logs import logger, silenced
 from .checkpoint import Checkpointer, cpu_state
 from .config import RunConfig, key_differences, key_material, run_key
 from .distributed import broadcast_error, from_environment, local_device
@@ -124,8 +124,7 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
         error: Optional[BaseException] = None
         if folder is not None and lead:  # the one writer, for the whole run
             try:
-                held.enter_context(folder.writing())
-                held.enter_context(log_file(folder.file(LOG)))   # the run's own log, beside its results
+                held.enter_context(folder.writing(log=folder.file(LOG)))   # the run's own log, beside its results
             except IDSFError as e:
                 error = e
         broadcast_error(shard, error)

@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, IO, Iterator, Optional
 import yaml
 
 from ..errors import RunFolderError
-from ..logs import logger
+from ..logs import log_file, logger
 from ..io import remove_temp_files, sha256_file, writable_folder, write_json, write_with
 
 CONFIG, CHECKPOINT, BEST, RESULTS, TOPK = "config.yaml", "checkpoint.pt", "best.pt", "results.json", "topk.csv"
@@ -92,9 +92,11 @@ class RunFolder:
 
     # ------------------------------------------------------------------------------------ the writer
     @contextlib.contextmanager
-    def writing(self) -> Iterator["RunFolder"]:
+    def writing(self, log: Optional[Path] = None) -> Iterator["RunFolder"]:
         """Holds the folder's lock while the block runs: the one writer. Refuses at once when another process
-        holds it; reports a holder that died and removes the temporary files its killed writes left."""
+        holds it; reports a holder that died and removes the temporary files its killed writes left. With
+        ``log``, the log lines of the block (those notes first) are also appended to that file
+        (:func:`~idsf_pyg.logs.log_file`), which is opened only once the lock is held."""
         writable_folder(self.path, "--out")
         lock_path = self.file(LOCK)
         f = open(lock_path, "a+", encoding="utf-8")
@@ -111,22 +113,23 @@ class RunFolder:
             raise RunFolderError(f"{lock_path}: cannot lock the run folder ({e.strerror or e}); the file "
                                  "system must support flock") from None
         try:
-            previous = _read_holder(f)
-            if previous:
-                alive = previous.get("host") == socket.gethostname() and isinstance(previous.get("pid"), int) \
-                    and previous["pid"] != os.getpid() and _pid_alive(previous["pid"])
-                state = "still running but no longer holding the lock" if alive else "no longer running"
-                logger.info(f"  note: took over the run folder from {describe_holder(previous)}, {state}")
-            for tmp in remove_temp_files(self.path):
-                logger.info(f"  note: removed {tmp.name}, left by a write that was killed")
-            f.seek(0)
-            f.truncate()
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                       "command": " ".join(sys.argv)[:300]}, f)
-            f.flush()
-            self._lock_file = f
-            yield self
+            with (log_file(log) if log is not None else contextlib.nullcontext()):
+                previous = _read_holder(f)
+                if previous:
+                    alive = previous.get("host") == socket.gethostname() and isinstance(previous.get("pid"), int) \
+                        and previous["pid"] != os.getpid() and _pid_alive(previous["pid"])
+                    state = "still running but no longer holding the lock" if alive else "no longer running"
+                    logger.info(f"  note: took over the run folder from {describe_holder(previous)}, {state}")
+                for tmp in remove_temp_files(self.path):
+                    logger.info(f"  note: removed {tmp.name}, left by a write that was killed")
+                f.seek(0)
+                f.truncate()
+                json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                           "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                           "command": " ".join(sys.argv)[:300]}, f)
+                f.flush()
+                self._lock_file = f
+                yield self
         finally:
             self._lock_file = None
             with contextlib.suppress(OSError):

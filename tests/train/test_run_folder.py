@@ -86,11 +86,13 @@ def test_a_dead_holders_record_is_taken_over_with_a_note_and_its_temp_files_remo
     keep = tmp_path / "notes.tmp"                       # not one of atomic_open's names: left alone
     keep.write_text("mine")
     stream = io.StringIO()
-    with console(stream), RunFolder(tmp_path).writing():   # the notes go to the package's log
+    with console(stream), RunFolder(tmp_path).writing(log=tmp_path / "train.log"):   # the package's log
         pass
     notes = stream.getvalue().splitlines()
     assert any(f"took over the run folder from pid {pid}" in n and "no longer running" in n for n in notes), notes
     assert any(".checkpoint.pt.k3j_x9Qa.tmp" in n for n in notes)
+    logged = (tmp_path / "train.log").read_text()        # and to the run's own log, once the lock is held
+    assert f"took over the run folder from pid {pid}" in logged and ".checkpoint.pt.k3j_x9Qa.tmp" in logged
     assert not leftover.exists() and keep.exists()
     assert (tmp_path / ".lock").read_text() == ""       # a clean exit leaves no holder record
 
