@@ -22,8 +22,11 @@ def need(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # Text-feature caches of tests never touch the user's ~/.cache.
-    if "IDSF_CACHE" not in os.environ:
-        monkeypatch.setenv("IDSF_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    # Feature caches and processed graphs of tests never touch the user's ~/.cache. Session-scoped, so that it is
+    # in place before any module-scoped fixture loads a dataset.
+    with pytest.MonkeyPatch.context() as patch:
+        if "IDSF_CACHE" not in os.environ:
+            patch.setenv("IDSF_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
