@@ -265,7 +265,8 @@ def trial_rows(study, points: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, 
         last = best.intermediate_values[max(best.intermediate_values)] if best.intermediate_values else None
         rows[name] = {"state": best.state.name.lower(), "trial": best.number,
                       "value": best.value if best.state.name == COMPLETE else last,
-                      "epochs": best.user_attrs.get("epochs", 0), "best_epoch": best.user_attrs.get("best_epoch"),
+                      "epochs": best.user_attrs.get("epochs", max(best.intermediate_values, default=0)),
+                      "best_epoch": best.user_attrs.get("best_epoch"),
                       "seconds": sum(t.user_attrs.get("train_seconds", 0.0) * t.user_attrs.get("threads", 1)
                                      for t in trials),
                       "run": best.user_attrs.get("run", "")}
@@ -303,14 +304,14 @@ def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]
             lines.append(f"| {rv} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(line for line in lines if line != ""))
     return (f"Validation {metric} (%) at each trial's best epoch; 'pruned @e' gives the last value reported "
-            "before the pruner stopped it.\n\n" + "\n\n".join(blocks) + "\n")
+            "before the pruner stopped it, 'running @e' the latest so far.\n\n" + "\n\n".join(blocks) + "\n")
 
 
 def _cell(r: Dict[str, Any]) -> str:
     if r["state"] == "complete":
         return f"{100 * r['value']:.2f}"
-    if r["state"] == "pruned" and r["value"] is not None:
-        return f"pruned @{r['epochs']} ({100 * r['value']:.2f})"
+    if r["state"] in ("pruned", "running") and r["value"] is not None:
+        return f"{r['state']} @{r['epochs']} ({100 * r['value']:.2f})"
     return r["state"]
 
 
