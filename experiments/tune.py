@@ -7,7 +7,8 @@ The grid is the search space declared for the dataset config and model in experi
 (ML-100k IDSF: γ ∈ {0.1, 0.3, 1, 3, 10} × β ∈ {0, 0.03, 0.1, 0.3, 1}); --param KEY=V1,V2,... replaces an axis or
 adds one (--param reg_weight=1e-5,1e-4). Optuna drives it: its grid sampler keeps it a grid search, as the paper
 says; its pruner stops a trial whose validation curve is clearly behind (successive halving by default:
-at epochs 10, 30, 90, ... only the best third of the trials that got there goes on); its storage holds the study,
+at epochs 10, 30, 90, ... only the best third of the trials that got there goes on, ranked by their best
+validation so far); its storage holds the study,
 so that a study survives restarts and several workers share it.
 
 **Trials are runs of the run store** (--store, shared with table2/3/4, sweep and search): a grid point another
@@ -186,7 +187,7 @@ class Objective:
 
         def report(entry: Dict[str, Any], final: bool) -> None:
             seen.append(entry)
-            trial.report(float(entry[self.metric]), int(entry["epoch"]))
+            trial.report(best_so_far(seen, self.metric), int(entry["epoch"]))
             self._record(trial, seen)   # a running trial's progress and cost show in --tables-only
             if not final and trial.should_prune():  # a run that ends here anyway completes
                 write_json(self.marker(folder), {"trial": trial.number, "point": name, "epoch": entry["epoch"],
@@ -200,15 +201,16 @@ class Objective:
             if marker.is_file() and finished_run(cfg, folder) is None:  # another worker pruned it
                 pruned = json.loads(marker.read_text())
                 self._record(trial, pruned["curve"])
-                for entry in pruned["curve"]:
-                    trial.report(float(entry[self.metric]), int(entry["epoch"]))
+                for n, entry in enumerate(pruned["curve"], start=1):
+                    trial.report(best_so_far(pruned["curve"][:n], self.metric), int(entry["epoch"]))
                 raise self.optuna.TrialPruned(f"pruned by trial {pruned['trial']} after epoch {pruned['epoch']}")
             folder.mkdir(parents=True, exist_ok=True)
             result = run(cfg, folder, device=self.args.device, threads=self.args.threads, progress=False,
                          reuse=True, overwrite=self.args.overwrite, on_validation=report)
         if not seen:  # a finished run read back: its curve, for the record and for the pruner of later trials
-            for entry in result["val_curve"]:
-                trial.report(float(entry[self.metric]), int(entry["epoch"]))
+            curve = result["val_curve"]
+            for n, entry in enumerate(curve, start=1):
+                trial.report(best_so_far(curve[:n], self.metric), int(entry["epoch"]))
         self._record(trial, result["val_curve"], result)
         value = result["val"][self.args.metric]
         print(f"[tune] trial {trial.number}: {name} finished, {self.args.metric} {100 * value:.3f} at epoch "
@@ -222,6 +224,13 @@ class Objective:
         if result is not None:
             trial.set_user_attr("best_epoch", result["best_epoch"])
             trial.set_user_attr("stopped", result["stopped"])
+
+
+def best_so_far(curve: Sequence[Dict[str, Any]], metric: str) -> float:
+    """What a trial reports to the pruner at a validation: its best validation value so far (the value it ends
+    with at least, as selection keeps the best epoch), not that epoch's own value, which moves by about half a point
+    from epoch to epoch on ML-100k: a rung must not rank two trials by one noisy epoch each."""
+    return max(float(e[metric]) for e in curve)
 
 
 def _torch_threads() -> int:

@@ -88,6 +88,9 @@ def test_a_pruned_trial_keeps_its_checkpoint_and_nothing_is_trained_twice(tmp_pa
     with pytest.raises(optuna.TrialPruned):
         objective(first)
     assert [s for s, _ in first.reports] == [1, 2] and first.user_attrs["epochs"] == 2
+    curve = json.loads(objective.marker(folder).read_text())["curve"]
+    running_best = [max(e["val_recall@20"] for e in curve[:n]) for n in (1, 2)]
+    assert [v for _, v in first.reports] == running_best      # the pruner ranks best-so-far, not one noisy epoch
     assert (folder / "checkpoint.pt").is_file() and not (folder / "results.json").exists()
     stamp = (folder / "checkpoint.pt").stat().st_mtime_ns
 
@@ -107,6 +110,7 @@ def test_a_pruned_trial_keeps_its_checkpoint_and_nothing_is_trained_twice(tmp_pa
     third = PruneAt(2, {"beta": 0.3}, prune_after=1)
     assert objective(third) == resumed["val"]["recall@20"]
     assert [s for s, _ in third.reports] == [1, 2, 3, 4] and training_sessions(folder) == 2
+    assert [v for _, v in third.reports][-1] == resumed["val"]["recall@20"]
 
 
 def test_a_changed_search_under_the_same_name_is_refused(tmp_path):
