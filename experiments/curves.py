@@ -109,7 +109,17 @@ def read_official_log(path: Path, label: Optional[str] = None, ks: Sequence[int]
     return Curve(label or path.stem, rows, str(path))
 
 
-def plot_curves(curves: Sequence[Curve], metric: str, path: Path, losses: bool = False, title: str = "") -> None:
+LOSS_PANELS = ("total", "parts")
+#: Line styles of the loss parts, in the order the parts are first seen (the colour stays the run's).
+PART_STYLES = ("-", "--", ":", "-.")
+
+
+def plot_curves(curves: Sequence[Curve], metric: str, path: Path, losses: Optional[str] = None, title: str = ""):
+    """The validation curves (a circle at each one's best), and with ``losses`` a second panel: ``"total"`` the
+    training objective per batch, ``"parts"`` each logged part of it (``loss_<part>`` columns: BPR, contrastive,
+    L2, ...) on a log axis, the parts told apart by line style. Returns the saved figure."""
+    if losses not in (None, *LOSS_PANELS):
+        raise ConfigError(f"{losses!r}: expected one of {', '.join(LOSS_PANELS)}", "--losses")
     plt = pyplot()
     column = f"val_{metric}"
     fig, axes = plt.subplots(2 if losses else 1, 1, figsize=(6.8, 6.4 if losses else 4.0), sharex=True, squeeze=False)
@@ -130,20 +140,42 @@ def plot_curves(curves: Sequence[Curve], metric: str, path: Path, losses: bool =
     ax.set(ylabel=f"validation {metric} (%)", title=title or f"Validation {metric} per epoch (circle: best)")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
-    if losses:
-        lax = axes[1][0]
-        for k, c in enumerate(curves):
-            col = "loss" if any("loss" in r for r in c.rows.values()) else "loss_sum"
-            epochs, values = c.series(col)
-            if epochs:
-                lax.plot(epochs, values, label=c.label + (" (sum over batches)" if col == "loss_sum" else ""),
-                         linewidth=1.2, markersize=3, linestyle="--" if c.source.endswith(".log") else "-",
-                         **style(k))
-        lax.set(ylabel="training loss per batch")
-        lax.grid(alpha=0.3)
-        lax.legend(frameon=False, fontsize=8)
+    if losses == "total":
+        _total_losses(axes[1][0], curves)
+    elif losses == "parts":
+        _loss_parts(axes[1][0], curves)
     axes[-1][0].set_xlabel("epoch")
     save(fig, path)
+    return fig
+
+
+def _total_losses(ax, curves: Sequence[Curve]) -> None:
+    for k, c in enumerate(curves):
+        col = "loss" if any("loss" in r for r in c.rows.values()) else "loss_sum"
+        epochs, values = c.series(col)
+        if epochs:
+            ax.plot(epochs, values, label=c.label + (" (sum over batches)" if col == "loss_sum" else ""),
+                    linewidth=1.2, markersize=3, linestyle="--" if c.source.endswith(".log") else "-", **style(k))
+    ax.set(ylabel="training loss per batch")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+
+
+def _loss_parts(ax, curves: Sequence[Curve]) -> None:
+    parts = list(dict.fromkeys(key for c in curves for r in c.rows.values() for key in r
+                               if key.startswith("loss_") and key != "loss_sum"))
+    if not parts:
+        raise ConfigError("no curve has logged loss parts (loss_<part> columns): the official log has none; "
+                          "use --losses total", "--losses")
+    for k, c in enumerate(curves):
+        for j, part in enumerate(parts):
+            epochs, values = c.series(part)
+            if epochs and all(v > 0 for v in values):   # a part that is 0 throughout (β = 0) has no log-axis line
+                ax.plot(epochs, values, label=f"{c.label}: {part[5:]}", linewidth=1.2, marker=None,
+                        linestyle=PART_STYLES[j % len(PART_STYLES)], color=PALETTE[k % len(PALETTE)])
+    ax.set(ylabel="loss part per batch", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=7, ncol=2)
 
 
 def write_csv(curves: Sequence[Curve], metric: str, path: Path) -> None:
@@ -193,7 +225,9 @@ def main(argv=None) -> List[Curve]:
                                                            "%(default)s, its parser's --Ks)")
     p.add_argument("--official-batches", type=int, help="batches per epoch of the official runs: their logged loss "
                                                          "(a sum) is divided by it (ML-100k: 79)")
-    p.add_argument("--losses", action="store_true", help="a second panel with the training loss")
+    p.add_argument("--losses", nargs="?", const="total", choices=LOSS_PANELS,
+                   help="a second panel: the training loss per batch (--losses, or --losses total), or each logged "
+                        "part of it, BPR, contrastive, L2, ... (--losses parts)")
     p.add_argument("--title", default="")
     p.add_argument("--out", type=Path, required=True, help="the figure: .png, .pdf or .svg")
     p.add_argument("--csv", type=Path, help="also write the overlaid validation values as a CSV table")

@@ -74,6 +74,13 @@ def test_overlay_of_a_run_and_the_authors_log(tmp_path, capsys):
     (tmp_path / "empty.log").write_text("nothing here\n")
     with pytest.raises(DataFormatError, match="empty.log: no 'Epoch E"):
         curves.read_official_log(tmp_path / "empty.log")
+    # the loss parts of a run, as logged (the official log has none: a clear error)
+    fig = curves.plot_curves([ours], "recall@20", tmp_path / "p.png", losses="parts")
+    drawn = {line.get_label(): line.get_ydata().tolist() for line in fig.axes[1].lines}
+    for part in ("bpr", "contrast"):
+        assert drawn[f"ours: {part}"] == [e[f"loss_{part}"] for e in result["val_curve"]]
+    with pytest.raises(ConfigError, match="no curve has logged loss parts"):
+        curves.plot_curves([theirs], "recall@20", tmp_path / "p.png", losses="parts")
     # a folder written before curves.csv existed is read from results.json
     (tmp_path / "ours" / "curves.csv").unlink()
     assert curves.read_run(tmp_path / "ours").series("val_recall@20") == ours.series("val_recall@20")
