@@ -391,7 +391,8 @@ def write_tables(args, study, points, space, configs, seeds: List[int], out: Pat
             "core_hours_per_finished_trial": spent / 3600 / max(counts["complete"] + counts["pruned"], 1)}
     chosen = select(rows)
     summary: Dict[str, Any] = {"study": study.study_name, "space": space, "metric": f"val {args.metric}",
-                               "selected": chosen, "cost": cost, "seeds": seeds}
+                               "selected": chosen, "grid_finished": counts["running"] + counts["not started"] == 0,
+                               "cost": cost, "seeds": seeds}
     lines = [f"# Study {study.study_name}", "",
              f"Grid of {len(points)} points over {', '.join(f'{k} ∈ {v}' for k, v in space.items())}; "
              f"pruner {args.pruner} (min epochs {args.min_epochs}, factor {args.reduction}); selection on "
@@ -407,8 +408,11 @@ def write_tables(args, study, points, space, configs, seeds: List[int], out: Pat
     if chosen is None:
         lines.append("No trial has completed yet: nothing selected.")
     else:
-        lines.append(f"Selected on validation: **{chosen}** (validation {args.metric} "
-                     f"{100 * rows[chosen]['value']:.2f} %, trial {rows[chosen]['trial']}).")
+        unfinished = counts["running"] + counts["not started"]
+        lines.append((f"Best on validation so far ({unfinished} grid points not finished, so not yet the selection)"
+                      if unfinished else "Selected on validation")
+                     + f": **{chosen}** (validation {args.metric} {100 * rows[chosen]['value']:.2f} %, "
+                       f"trial {rows[chosen]['trial']}).")
         if selected_runs is None:
             lines.append(f"Test metrics: not yet, the selected configuration's seeds {seeds} have not all finished.")
         else:

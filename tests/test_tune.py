@@ -50,6 +50,7 @@ def test_two_workers_share_one_study_and_train_each_grid_point_once(tmp_path):
     results = {f: json.loads((f / "results.json").read_text()) for f in folders}
     best = max(results, key=lambda f: results[f]["val"]["recall@20"])
     summary = json.loads((out / "selected.json").read_text())
+    assert summary["grid_finished"] is True
     chosen = next(t for t in trials if Path(t.user_attrs["run"]) == best)
     assert summary["selected"] == f"structure.gamma={chosen.params['structure.gamma']},beta={chosen.params['beta']}"
     assert summary["test_per_seed"]["recall@20"] == [results[best]["test"]["recall@20"]]
@@ -118,6 +119,7 @@ def test_a_changed_search_under_the_same_name_is_refused(tmp_path):
             str(tmp_path / "study"), "--seeds", "0", "--extra", QUICK, "--tables-only"]
     summary = main(base)
     assert summary["selected"] is None and summary["cost"]["trials"]["not started"] == 6
+    assert summary["grid_finished"] is False
     with pytest.raises(ConfigError, match="another search.*space"):
         main([*base[:3], "beta=0.0,1.0", *base[4:]])
     with pytest.raises(ConfigError, match="another search.*base_run"):
