@@ -50,6 +50,7 @@ from experiments.plot import add_format_option, pyplot, save
 from experiments.grid import (Cell, cell_config, fmt, locked, mean_std, parse_extra, parse_seeds, store_folder,
                               train_in_store)
 from experiments.search import combo_name, parse_grid
+from experiments.search import select as search_select
 from experiments.train import CONFIG_DIR, add_run_options
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
@@ -283,12 +284,10 @@ def trial_rows(study, points: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, 
 
 
 def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
-    """The completed grid point with the best validation value; the earlier one in grid order wins ties."""
-    best = None
-    for name, r in rows.items():
-        if r["state"] == "complete" and (best is None or r["value"] > rows[best]["value"]):
-            best = name
-    return best
+    """The completed grid point with the best validation value (search's rule: the earlier one in grid order wins
+    ties); ``None`` before any has completed."""
+    done = {name: {"val": {"value": r["value"]}} for name, r in rows.items() if r["state"] == "complete"}
+    return search_select(done, "value") if done else None
 
 
 def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str) -> str:

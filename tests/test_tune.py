@@ -14,6 +14,7 @@ from experiments.grid import Cell, cell_config, store_folder  # noqa: E402
 from experiments.tune import Objective, main, search_space, select, surface_markdown  # noqa: E402
 from idsf_pyg.errors import ConfigError  # noqa: E402
 from idsf_pyg.train import run  # noqa: E402
+from tests.time_limits import hang_guard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = "experiments/configs/synthetic.yaml"
@@ -36,10 +37,11 @@ def test_two_workers_share_one_study_and_train_each_grid_point_once(tmp_path):
             "--store", str(store), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # The study is created first (as the README's first command does), then two workers start at once.
-    subprocess.run(argv + ["--tables-only"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(argv + ["--tables-only"], cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=hang_guard(60))
     workers = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(2)]
-    logs = [w.communicate(timeout=600)[0] for w in workers]
+    logs = [w.communicate(timeout=hang_guard(120))[0] for w in workers]   # only ends a hang, scaled for load
     assert all(w.returncode == 0 for w in workers), logs
     trials = study_trials(out)
     points = {(t.params["structure.gamma"], t.params["beta"]) for t in trials}

@@ -45,7 +45,8 @@ def _feature_key(spec: FeatureSpec) -> str:
 
 
 def _file_stats(paths: List[Path]) -> List[List[Any]]:
-    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(set(paths)) if p.is_file()]
+    stats = [(p, p.stat()) for p in sorted(set(paths)) if p.is_file()]
+    return [[str(p), st.st_size, st.st_mtime_ns] for p, st in stats]
 
 
 class InteractionDataset(InMemoryDataset):
