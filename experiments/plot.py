@@ -125,3 +125,47 @@ def heatmap(path, matrix: np.ndarray, title: str = "", boundaries: Sequence[int]
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     save(fig, path)
     return fig
+
+
+@dataclass
+class GridPanel:
+    """One panel of :func:`grid_heatmap`: ``values[i][j]`` for row value ``i`` and column value ``j`` (NaN: drawn
+    grey, no colour), ``labels`` the text written in each cell, ``title`` what the panel holds fixed."""
+    values: np.ndarray
+    labels: Sequence[Sequence[str]]
+    title: str = ""
+
+
+def grid_heatmap(path, panels: Sequence[GridPanel], row_values: Sequence, col_values: Sequence,
+                 row_label: str = "", col_label: str = "", colorbar_label: str = ""):
+    """Panels of a grid of values (e.g. a validation surface over two hyper-parameters, one panel per value of a
+    third), side by side on one colour scale, each cell labelled; cells without a value are grey."""
+    shape = (len(row_values), len(col_values))
+    if not panels:
+        raise ValueError("grid_heatmap needs at least one panel")
+    for p in panels:
+        if np.shape(p.values) != shape or len(p.labels) != shape[0] or any(len(r) != shape[1] for r in p.labels):
+            raise ValueError(f"panel {p.title!r}: values and labels must be {shape}, got {np.shape(p.values)}")
+    finite = np.concatenate([np.asarray(p.values, dtype=float).ravel() for p in panels])
+    finite = finite[np.isfinite(finite)]
+    vmin, vmax = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    middle = (vmin + vmax) / 2
+    plt = pyplot()
+    width = 1.3 * shape[1] + 1.0
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels) + 1.5, 0.9 * shape[0] + 1.5),
+                             squeeze=False, sharey=True)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+    for ax, p in zip(axes[0], panels):
+        values = np.asarray(p.values, dtype=float)
+        im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", aspect="auto")
+        ax.set_xticks(range(shape[1]), [str(v) for v in col_values])
+        ax.set_yticks(range(shape[0]), [str(v) for v in row_values])
+        ax.set(xlabel=col_label, title=p.title)
+        for i in range(shape[0]):
+            for j in range(shape[1]):
+                dark = np.isfinite(values[i, j]) and values[i, j] < middle
+                ax.text(j, i, p.labels[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    axes[0][0].set_ylabel(row_label)
+    fig.colorbar(im, ax=list(axes[0]), label=colorbar_label)
+    save(fig, path)
+    return fig

@@ -29,13 +29,13 @@ The study lives in --storage: SQLite in the output folder by default (one machin
 noticed by its missing heartbeat (--grace seconds), its trial is marked failed and retried from its checkpoint.
 
 Writes OUT/trials.csv (every trial: parameters, state, epochs, validation metric, seconds, run folder),
-OUT/surface.md (the validation surface as a grid), OUT/surface.png (a heat map; --format pdf|svg), OUT/selected.md
-and OUT/selected.json (the selected configuration, its test metrics over the seeds, and the search's cost).
+OUT/surface.md (the validation surface as a grid), OUT/surface.png (a heat map, one panel per value of any third
+axis; --format pdf|svg), OUT/selected.md and OUT/selected.json (the selected configuration, its test metrics over
+the seeds, and the search's cost); experiments/tune_tables.py writes them.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import multiprocessing
@@ -45,23 +45,22 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from experiments.extras import MissingExtra, require
-from experiments.plot import add_format_option, pyplot, save
-from experiments.grid import (Cell, cell_config, fmt, locked, mean_std, parse_extra, parse_seeds, store_folder,
+from experiments.extras import require
+from experiments.plot import add_format_option
+from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seeds, store_folder,
                               train_in_store)
 from experiments.search import combo_name, parse_grid
-from experiments.search import select as search_select
 from experiments.train import CONFIG_DIR, add_run_options
+from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, select, trial_rows,
+                                    trials_by_point, write_tables)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
-from idsf_pyg.io import atomic_open, write_json, write_text
+from idsf_pyg.io import write_json
 from idsf_pyg.train import RunConfig, finished_run, run
 from idsf_pyg.train.config import METRIC_NAMES
 
 SPACES_DIR = CONFIG_DIR / "spaces"
 PRUNERS = ("halving", "median", "none")
-#: Trial states as Optuna names them.
-COMPLETE, PRUNED, FAIL, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
 
 
 def load_optuna():
@@ -115,7 +114,8 @@ def make_pruner(optuna, name: str, min_epochs: int, reduction: int):
 def storage_url(args: argparse.Namespace, out: Path) -> str:
     if args.storage:
         return args.storage
-    out.mkdir(parents=True, exist_ok=True)
+    if not args.tables_only:
+        out.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(out / 'study.db').resolve()}"
 
 
@@ -123,10 +123,17 @@ def open_study(optuna, args: argparse.Namespace, out: Path, definition: Dict[str
     """Creates the study, or loads it and checks that it is the same search (a changed grid, data config,
     pruner or seed under the same name would mix two searches: refused, with the difference named)."""
     url = storage_url(args, out)
+    missing = ConfigError(f"no study {definition['study']!r} in {url} to write tables from: start it without "
+                          "--tables-only, or give the --out (or --storage) and --study of an existing one",
+                          "--tables-only")
+    if args.tables_only and not args.storage and not (out / "study.db").exists():
+        raise missing                                           # and leave no empty database behind
     storage = optuna.storages.RDBStorage(
         url, heartbeat_interval=args.heartbeat, grace_period=args.grace,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None),
         engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None)
+    if args.tables_only and definition["study"] not in optuna.get_all_study_names(storage):
+        raise missing
     sampler = optuna.samplers.GridSampler(space, seed=definition["seed"])
     pruner = make_pruner(optuna, args.pruner, args.min_epochs, args.reduction)
     study = optuna.create_study(study_name=definition["study"], storage=storage, sampler=sampler, pruner=pruner,
@@ -140,15 +147,6 @@ def open_study(optuna, args: argparse.Namespace, out: Path, definition: Dict[str
         raise ConfigError(f"study {definition['study']!r} in {url} is another search ({'; '.join(diff)}): give "
                           "another --study name or the study's own options", "--study")
     return study
-
-
-def trials_by_point(study, names: Sequence[str]) -> Dict[str, List[Any]]:
-    """``{point name: [trials]}`` of the study (a grid point may have several after a retry)."""
-    out: Dict[str, List[Any]] = {}
-    for t in study.get_trials(deepcopy=False):
-        if set(t.params) == set(names):
-            out.setdefault(combo_name({k: t.params[k] for k in names}), []).append(t)
-    return out
 
 
 def open_points(study, points: Dict[str, Dict[str, Any]]) -> Tuple[List[str], List[str], bool]:
@@ -260,179 +258,6 @@ def _work_job(job) -> None:
     work(*job)
 
 
-# -------------------------------------------------------------------------------------------- tables
-def trial_rows(study, points: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-    """Per grid point its outcome: the finished trial (complete, else pruned, else failed) or the state."""
-    by_point = trials_by_point(study, list(next(iter(points.values()))))
-    rows = {}
-    for name in points:
-        trials = by_point.get(name, [])
-        rank = {COMPLETE: 0, PRUNED: 1, FAIL: 2, RUNNING: 3, WAITING: 4}
-        best = min(trials, key=lambda t: (rank.get(t.state.name, 5), t.number), default=None)
-        if best is None:
-            rows[name] = {"state": "not started", "value": None, "epochs": 0, "seconds": 0.0}
-            continue
-        last = best.intermediate_values[max(best.intermediate_values)] if best.intermediate_values else None
-        rows[name] = {"state": best.state.name.lower(), "trial": best.number,
-                      "value": best.value if best.state.name == COMPLETE else last,
-                      "epochs": best.user_attrs.get("epochs", max(best.intermediate_values, default=0)),
-                      "best_epoch": best.user_attrs.get("best_epoch"),
-                      "seconds": sum(t.user_attrs.get("train_seconds", 0.0) * t.user_attrs.get("threads", 1)
-                                     for t in trials),
-                      "run": best.user_attrs.get("run", "")}
-    return rows
-
-
-def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
-    """The completed grid point with the best validation value (search's rule: the earlier one in grid order wins
-    ties); ``None`` before any has completed."""
-    done = {name: {"val": {"value": r["value"]}} for name, r in rows.items() if r["state"] == "complete"}
-    return search_select(done, "value") if done else None
-
-
-def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str) -> str:
-    """The validation surface over the first two axes (one grid per value of any further axes)."""
-    keys = list(space)
-    if len(keys) == 1:
-        keys.append("")
-        space = {**space, "": [None]}
-    r_key, c_key, rest = keys[0], keys[1], keys[2:]
-    blocks = []
-    for fixed in itertools.product(*(space[k] for k in rest)):
-        head = ", ".join(f"{k}={v}" for k, v in zip(rest, fixed))
-        lines = [f"**{head}**\n" if head else "",
-                 f"| {r_key} \\ {c_key} | " + " | ".join(str(v) for v in space[c_key]) + " |",
-                 "|---|" + "---|" * len(space[c_key])]
-        for rv in space[r_key]:
-            cells = []
-            for cv in space[c_key]:
-                point = {r_key: rv, **({c_key: cv} if c_key else {}), **dict(zip(rest, fixed))}
-                r = rows[combo_name({k: point[k] for k in space if k})]
-                cells.append(_cell(r))
-            lines.append(f"| {rv} | " + " | ".join(cells) + " |")
-        blocks.append("\n".join(line for line in lines if line != ""))
-    return (f"Validation {metric} (%) at each trial's best epoch; 'pruned @e' gives the last value reported "
-            "before the pruner stopped it, 'running @e' the latest so far.\n\n" + "\n\n".join(blocks) + "\n")
-
-
-def _cell(r: Dict[str, Any]) -> str:
-    if r["state"] == "complete":
-        return f"{100 * r['value']:.2f}"
-    if r["state"] in ("pruned", "running") and r["value"] is not None:
-        return f"{r['state']} @{r['epochs']} ({100 * r['value']:.2f})"
-    return r["state"]
-
-
-def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str, path: Path) -> Optional[str]:
-    """OUT/surface.png over the first two axes (the first value of further axes); ``None`` or why not."""
-    keys = list(space)
-    if len(keys) < 2:
-        return "a heat map needs two axes"
-    try:
-        plt = pyplot()
-    except MissingExtra as e:  # the tables are written all the same
-        return str(e)
-    import numpy as np
-    r_key, c_key = keys[0], keys[1]
-    fixed = {k: space[k][0] for k in keys[2:]}
-    # Only completed trials are coloured: a pruned trial's last value is from an earlier epoch, not its end point.
-    grid = np.full((len(space[r_key]), len(space[c_key])), np.nan)
-    labels = [["" for _ in space[c_key]] for _ in space[r_key]]
-    for i, rv in enumerate(space[r_key]):
-        for j, cv in enumerate(space[c_key]):
-            r = rows[combo_name({k: {r_key: rv, c_key: cv, **fixed}[k] for k in space})]
-            if r["state"] == "complete":
-                grid[i, j] = 100 * r["value"]
-                labels[i][j] = f"{grid[i, j]:.2f}"
-            elif r["state"] == "pruned" and r["value"] is not None:
-                labels[i][j] = f"pruned @{r['epochs']}\n({100 * r['value']:.2f})"
-            else:
-                labels[i][j] = r["state"]
-    fig, ax = plt.subplots(figsize=(1.3 * len(space[c_key]) + 2, 0.9 * len(space[r_key]) + 1.5))
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower", aspect="auto")
-    ax.set_xticks(range(len(space[c_key])), [str(v) for v in space[c_key]])
-    ax.set_yticks(range(len(space[r_key])), [str(v) for v in space[r_key]])
-    ax.set_xlabel(c_key)
-    ax.set_ylabel(r_key)
-    for i in range(grid.shape[0]):
-        for j in range(grid.shape[1]):
-            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8,
-                    color="white" if not np.isnan(grid[i, j]) and grid[i, j] < np.nanmean(grid) else "black")
-    fig.colorbar(im, ax=ax, label=f"validation {metric} (%)")
-    ax.set_title("Validation surface" + (f" ({', '.join(f'{k}={v}' for k, v in fixed.items())})" if fixed else ""))
-    fig.tight_layout()
-    save(fig, path)
-    return None
-
-
-def write_tables(args, study, points, space, configs, seeds: List[int], out: Path,
-                 selected_runs: Optional[List[Dict[str, Any]]]) -> Dict[str, Any]:
-    rows = trial_rows(study, points)
-    with atomic_open(out / "trials.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([*space, "state", "trial", f"val_{args.metric}", "epochs", "best_epoch", "core_seconds", "run"])
-        for name, point in points.items():
-            r = rows[name]
-            w.writerow([*point.values(), r["state"], r.get("trial", ""), "" if r["value"] is None else r["value"],
-                        r["epochs"], r.get("best_epoch") or "", f"{r['seconds']:.1f}", r.get("run", "")])
-    write_text(out / "surface.md", surface_markdown(space, rows, args.metric))
-    figure_note = heat_map(space, rows, args.metric, out / f"surface.{args.format}")
-
-    counts = {s: sum(r["state"] == s for r in rows.values()) for s in ("complete", "pruned", "fail", "running",
-                                                                      "not started")}
-    spent = sum(r["seconds"] for r in rows.values())
-    done = [r for r in rows.values() if r["state"] == "complete"]
-    per_epoch = spent / max(sum(r["epochs"] for r in rows.values()), 1)
-    full = len(points) * (sum(r["epochs"] for r in done) / len(done)) * per_epoch if done else float("nan")
-    cost = {"core_hours_spent": spent / 3600, "core_hours_unpruned_estimate": full / 3600,
-            "core_seconds_per_epoch": per_epoch, "trials": counts,
-            "core_hours_per_finished_trial": spent / 3600 / max(counts["complete"] + counts["pruned"], 1)}
-    chosen = select(rows)
-    summary: Dict[str, Any] = {"study": study.study_name, "space": space, "metric": f"val {args.metric}",
-                               "selected": chosen, "grid_finished": counts["running"] + counts["not started"] == 0,
-                               "cost": cost, "seeds": seeds}
-    lines = [f"# Study {study.study_name}", "",
-             f"Grid of {len(points)} points over {', '.join(f'{k} ∈ {v}' for k, v in space.items())}; "
-             f"pruner {args.pruner} (min epochs {args.min_epochs}, factor {args.reduction}); selection on "
-             f"validation {args.metric} only.", "",
-             f"Trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed, "
-             f"{counts['running']} running, {counts['not started']} not started.", "",
-             f"Cost: {cost['core_hours_spent']:.2f} core-hours of training so far "
-             f"({cost['core_hours_per_finished_trial']:.2f} per finished trial); the unpruned grid, estimated as "
-             f"every point trained for the mean epochs of the complete trials, "
-             + (f"{cost['core_hours_unpruned_estimate']:.2f} core-hours." if done else "needs a complete trial."),
-             "(A point read back from the run store counts with the time its run took, whichever command trained it.)",
-             ""]
-    if chosen is None:
-        lines.append("No trial has completed yet: nothing selected.")
-    else:
-        unfinished = counts["running"] + counts["not started"]
-        lines.append((f"Best on validation so far ({unfinished} grid points not finished, so not yet the selection)"
-                      if unfinished else "Selected on validation")
-                     + f": **{chosen}** (validation {args.metric} {100 * rows[chosen]['value']:.2f} %, "
-                       f"trial {rows[chosen]['trial']}).")
-        if selected_runs is None:
-            lines.append(f"Test metrics: not yet, the selected configuration's seeds {seeds} have not all finished.")
-        else:
-            keys = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
-            test = {k: mean_std([100 * r["test"][k] for r in selected_runs]) for k in keys}
-            summary["test"] = {k: {"mean": m, "std": s} for k, (m, s) in test.items()}
-            summary["test_per_seed"] = {k: [r["test"][k] for r in selected_runs] for k in keys}
-            summary["val_per_seed"] = [r["val"][args.metric] for r in selected_runs]
-            lines += ["", f"| selected, seeds {seeds} | " + " | ".join(f"test {k}" for k in keys) + " |",
-                      "|---|" + "---|" * len(keys),
-                      f"| {chosen} | " + " | ".join(fmt(*test[k], digits=2) for k in keys) + " |", "",
-                      "Mean ± sample std over the seeds (%), each run's test read once at its best validation epoch."]
-    if figure_note:
-        lines.append(f"\n(surface.{args.format} not written: {figure_note})")
-    write_text(out / "selected.md", "\n".join(lines) + "\n")
-    write_json(out / "selected.json", summary)
-    print((out / "surface.md").read_text())
-    print((out / "selected.md").read_text())
-    return summary
-
-
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.tune", description=__doc__,
@@ -520,7 +345,7 @@ def main(argv=None) -> Dict[str, Any]:
     selected_runs = None
     if chosen is not None:
         cfgs = [cell_config(args.config, Cell(chosen, {**fixed, **points[chosen]}), s, extra) for s in seeds]
-        if args.tables_only or any(r["state"] in ("running", "not started") for r in rows.values()):
+        if args.tables_only or any(r["state"] in ("running", "waiting", "not started") for r in rows.values()):
             found = [finished_run(c, store_folder(args.store, c)) for c in cfgs]
             selected_runs = found if all(r is not None for r in found) else None
         else:  # the grid is done: the selected configuration over every seed, to convergence

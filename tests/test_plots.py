@@ -6,7 +6,7 @@ pytest.importorskip("matplotlib")  # the [experiments] extra; experiments/setup.
 
 from experiments import extras  # noqa: E402
 from experiments.extras import MissingExtra  # noqa: E402
-from experiments.plot import PALETTE, Series, heatmap, line_plot, pyplot, scatter_plot  # noqa: E402
+from experiments.plot import GridPanel, PALETTE, Series, grid_heatmap, heatmap, line_plot, pyplot, scatter_plot  # noqa: E402,E501
 from idsf_pyg.errors import ConfigError  # noqa: E402
 
 
@@ -91,3 +91,22 @@ def test_a_sweep_is_replotted_from_its_own_table(tmp_path):
     table.write_text("beta,R@20\n0,1 ± 0.1\n")
     with pytest.raises(DataFormatError, match="gamma.csv, line 1: not a sweep table of 'gamma'"):
         sweep.main(["--param", "gamma", "--replot", str(table), "--out", str(tmp_path)])
+
+
+def test_grid_heatmap_panels_share_one_colour_scale_and_grey_out_missing_cells(tmp_path):
+    a = np.array([[30.0, np.nan], [32.0, 34.0]])
+    b = np.array([[31.0, 33.0], [np.nan, 35.0]])
+    labels = [["x", "pruned"], ["y", "z"]]
+    fig = grid_heatmap(tmp_path / "g.png", [GridPanel(a, labels, "lambda=1e-5"), GridPanel(b, labels, "lambda=1e-4")],
+                       [0.1, 1.0], [0, 0.3], row_label="gamma", col_label="beta", colorbar_label="val %")
+    panels = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in panels] == ["lambda=1e-5", "lambda=1e-4"]
+    for ax, values in zip(panels, (a, b)):
+        image = ax.images[0]
+        assert np.array_equal(image.get_array().mask, np.isnan(values))            # missing cells: no colour
+        assert np.array_equal(image.get_array().filled(np.nan), values, equal_nan=True)
+        assert image.get_clim() == (30.0, 35.0)                                     # the range over all panels
+        assert sorted(t.get_text() for t in ax.texts) == ["pruned", "x", "y", "z"]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["0", "0.3"] and panels[0].get_ylabel() == "gamma"
+    with pytest.raises(ValueError, match=r"must be \(2, 2\)"):
+        grid_heatmap(tmp_path / "h.png", [GridPanel(a[:1], labels[:1])], [0.1, 1.0], [0, 0.3])

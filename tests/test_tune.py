@@ -1,17 +1,21 @@
 """The tuning study: trials are store runs, pruning keeps checkpoints, workers share a study, selection on validation."""
+import itertools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 optuna = pytest.importorskip("optuna")  # the [experiments] extra; experiments/setup.sh installs it
 
 from experiments.extras import MissingExtra, require  # noqa: E402
 from experiments.grid import Cell, cell_config, store_folder  # noqa: E402
-from experiments.tune import Objective, main, search_space, select, surface_markdown  # noqa: E402
+from experiments.search import combo_name  # noqa: E402
+from experiments.tune import Objective, main, search_space  # noqa: E402
+from experiments.tune_tables import heat_map, select, surface_markdown  # noqa: E402
 from idsf_pyg.errors import ConfigError  # noqa: E402
 from idsf_pyg.train import run  # noqa: E402
 from tests.time_limits import hang_guard  # noqa: E402
@@ -36,9 +40,10 @@ def test_two_workers_share_one_study_and_train_each_grid_point_once(tmp_path):
             "--param", "beta=0.0,0.3", "--pruner", "none", "--seeds", "0", "--threads", "1", "--extra", QUICK,
             "--store", str(store), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # The study is created first (as the README's first command does), then two workers start at once.
-    subprocess.run(argv + ["--tables-only"], cwd=ROOT, env=env, check=True, capture_output=True,
-                   timeout=hang_guard(60))
+    # The database and an empty study exist first (as after a first worker's start), then two workers start at once;
+    # the first to open it records the search's definition.
+    out.mkdir()
+    optuna.create_study(study_name="synthetic-idsf", storage=f"sqlite:///{out / 'study.db'}")
     workers = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(2)]
     logs = [w.communicate(timeout=hang_guard(120))[0] for w in workers]   # only ends a hang, scaled for load
@@ -118,7 +123,12 @@ def test_a_pruned_trial_keeps_its_checkpoint_and_nothing_is_trained_twice(tmp_pa
 
 def test_a_changed_search_under_the_same_name_is_refused(tmp_path):
     base = ["--config", SYNTHETIC, "--param", "beta=0.0,0.3", "--store", str(tmp_path / "store"), "--out",
-            str(tmp_path / "study"), "--seeds", "0", "--extra", QUICK, "--tables-only"]
+            str(tmp_path / "study"), "--seeds", "0", "--study", "s", "--extra", QUICK, "--tables-only"]
+    with pytest.raises(ConfigError, match="--tables-only: no study 's' in sqlite.*start it without --tables-only"):
+        main(base)
+    assert not (tmp_path / "study").exists()                   # no empty database left behind
+    (tmp_path / "study").mkdir()
+    optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")  # as a worker would
     summary = main(base)
     assert summary["selected"] is None and summary["cost"]["trials"]["not started"] == 6
     assert summary["grid_finished"] is False
@@ -140,6 +150,27 @@ def test_search_space_selection_and_surface():
     assert select(rows) == "a=3"   # the pruned trial's higher early value is not a result; ties: the earlier point
     table = surface_markdown({"a": [1, 2, 3, 4]}, rows, "recall@20")
     assert "| 2 | pruned @5 (90.00) |" in table and "| 3 | 30.00 |" in table
+
+
+def test_surface_heat_map_has_a_panel_per_value_of_a_third_axis(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from experiments import tune_tables
+    space = {"g": [1, 2], "b": [0, 1], "l": [5, 6]}
+    rows = {}
+    for g, b, lam in itertools.product(*space.values()):
+        rows[combo_name({"g": g, "b": b, "l": lam})] = ({"state": "pruned", "value": 0.5, "epochs": 10}
+                                                        if (g, b) == (2, 1) else
+                                                        {"state": "complete", "value": g / 10 + b / 100 + lam / 1000})
+    assert heat_map(space, rows, "recall@20", tmp_path / "s.png") is None and (tmp_path / "s.png").exists()
+    drawn = []
+    monkeypatch.setattr(tune_tables, "grid_heatmap", lambda path, panels, *a, **k: drawn.extend(panels))
+    heat_map(space, rows, "recall@20", tmp_path / "t.png")
+    assert [p.title for p in drawn] == ["l=5", "l=6"]
+    for panel, lam in zip(drawn, (5, 6)):
+        expected = np.array([[100 * (g / 10 + b / 100 + lam / 1000) for b in (0, 1)] for g in (1, 2)])
+        expected[1, 1] = np.nan                                # pruned: a label, no colour
+        assert np.allclose(panel.values, expected, equal_nan=True)
+        assert panel.labels[1][1] == "pruned @10\n(50.00)" and panel.labels[0][1] == f"{expected[0, 1]:.2f}"
 
 
 def test_a_missing_optional_library_is_one_clear_line():

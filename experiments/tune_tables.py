@@ -1,0 +1,195 @@
+"""The tables of a study of :mod:`experiments.tune`, from the study and the run store: every trial (trials.csv), the
+validation surface (surface.md and a heat map, one panel per value of any axes beyond the first two), and the
+selection with its test metrics and the search's cost (selected.md, selected.json)."""
+from __future__ import annotations
+
+import csv
+import itertools
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from experiments.extras import MissingExtra
+from experiments.grid import fmt, mean_std
+from experiments.plot import GridPanel, grid_heatmap
+from experiments.search import combo_name
+from experiments.search import select as search_select
+from idsf_pyg.io import atomic_open, write_json, write_text
+
+#: Trial states as Optuna names them.
+COMPLETE, PRUNED, FAIL, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
+
+
+def trials_by_point(study, names: Sequence[str]) -> Dict[str, List[Any]]:
+    """``{point name: [trials]}`` of the study (a grid point may have several after a retry)."""
+    out: Dict[str, List[Any]] = {}
+    for t in study.get_trials(deepcopy=False):
+        if set(t.params) == set(names):
+            out.setdefault(combo_name({k: t.params[k] for k in names}), []).append(t)
+    return out
+
+
+
+def trial_rows(study, points: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Per grid point its outcome: the finished trial (complete, else pruned), else the one being worked on (running,
+    else waiting for a worker: a crashed trial's retry), else failed, else not started."""
+    by_point = trials_by_point(study, list(next(iter(points.values()))))
+    rows = {}
+    for name in points:
+        trials = by_point.get(name, [])
+        # A failed trial's retry (waiting or running) tells more than the failure it replaces.
+        rank = {COMPLETE: 0, PRUNED: 1, RUNNING: 2, WAITING: 3, FAIL: 4}
+        best = min(trials, key=lambda t: (rank.get(t.state.name, 5), t.number), default=None)
+        if best is None:
+            rows[name] = {"state": "not started", "value": None, "epochs": 0, "seconds": 0.0}
+            continue
+        last = best.intermediate_values[max(best.intermediate_values)] if best.intermediate_values else None
+        rows[name] = {"state": best.state.name.lower(), "trial": best.number,
+                      "value": best.value if best.state.name == COMPLETE else last,
+                      "epochs": best.user_attrs.get("epochs", max(best.intermediate_values, default=0)),
+                      "best_epoch": best.user_attrs.get("best_epoch"),
+                      "seconds": sum(t.user_attrs.get("train_seconds", 0.0) * t.user_attrs.get("threads", 1)
+                                     for t in trials),
+                      "run": best.user_attrs.get("run", "")}
+    return rows
+
+
+def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
+    """The completed grid point with the best validation value (search's rule: the earlier one in grid order wins
+    ties); ``None`` before any has completed."""
+    done = {name: {"val": {"value": r["value"]}} for name, r in rows.items() if r["state"] == "complete"}
+    return search_select(done, "value") if done else None
+
+
+def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str) -> str:
+    """The validation surface over the first two axes (one grid per value of any further axes)."""
+    keys = list(space)
+    if len(keys) == 1:
+        keys.append("")
+        space = {**space, "": [None]}
+    r_key, c_key, rest = keys[0], keys[1], keys[2:]
+    blocks = []
+    for fixed in itertools.product(*(space[k] for k in rest)):
+        head = ", ".join(f"{k}={v}" for k, v in zip(rest, fixed))
+        lines = [f"**{head}**\n" if head else "",
+                 f"| {r_key} \\ {c_key} | " + " | ".join(str(v) for v in space[c_key]) + " |",
+                 "|---|" + "---|" * len(space[c_key])]
+        for rv in space[r_key]:
+            cells = []
+            for cv in space[c_key]:
+                point = {r_key: rv, **({c_key: cv} if c_key else {}), **dict(zip(rest, fixed))}
+                r = rows[combo_name({k: point[k] for k in space if k})]
+                cells.append(_cell(r))
+            lines.append(f"| {rv} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(line for line in lines if line != ""))
+    return (f"Validation {metric} (%) at each trial's best epoch; 'pruned @e' gives the last value reported "
+            "before the pruner stopped it, 'running @e' the latest so far.\n\n" + "\n\n".join(blocks) + "\n")
+
+
+def _cell(r: Dict[str, Any]) -> str:
+    if r["state"] == "complete":
+        return f"{100 * r['value']:.2f}"
+    if r["state"] in ("pruned", "running") and r["value"] is not None:
+        return f"{r['state']} @{r['epochs']} ({100 * r['value']:.2f})"
+    return r["state"]
+
+
+def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str, path: Path) -> Optional[str]:
+    """OUT/surface.png: the first two axes as rows and columns, one panel per combination of the values of any
+    further axes; ``None``, or why it was not drawn."""
+    keys = list(space)
+    if len(keys) < 2:
+        return "a heat map needs two axes"
+    r_key, c_key, rest = keys[0], keys[1], keys[2:]
+    panels = []
+    for fixed in itertools.product(*(space[k] for k in rest)):
+        held = dict(zip(rest, fixed))
+        # Only completed trials are coloured: a pruned trial's last value is from an earlier epoch, not its end.
+        values = np.full((len(space[r_key]), len(space[c_key])), np.nan)
+        labels = [["" for _ in space[c_key]] for _ in space[r_key]]
+        for i, rv in enumerate(space[r_key]):
+            for j, cv in enumerate(space[c_key]):
+                r = rows[combo_name({k: {r_key: rv, c_key: cv, **held}[k] for k in space})]
+                if r["state"] == "complete":
+                    values[i, j] = 100 * r["value"]
+                    labels[i][j] = f"{values[i, j]:.2f}"
+                elif r["state"] in ("pruned", "running") and r["value"] is not None:
+                    labels[i][j] = f"{r['state']} @{r['epochs']}\n({100 * r['value']:.2f})"
+                else:
+                    labels[i][j] = r["state"]
+        panels.append(GridPanel(values, labels, ", ".join(f"{k}={v}" for k, v in held.items())))
+    try:
+        grid_heatmap(path, panels, space[r_key], space[c_key], row_label=r_key, col_label=c_key,
+                     colorbar_label=f"validation {metric} (%)")
+    except MissingExtra as e:  # the tables are written all the same
+        return str(e)
+    return None
+
+
+def write_tables(args, study, points, space, configs, seeds: List[int], out: Path,
+                 selected_runs: Optional[List[Dict[str, Any]]]) -> Dict[str, Any]:
+    rows = trial_rows(study, points)
+    with atomic_open(out / "trials.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*space, "state", "trial", f"val_{args.metric}", "epochs", "best_epoch", "core_seconds", "run"])
+        for name, point in points.items():
+            r = rows[name]
+            w.writerow([*point.values(), r["state"], r.get("trial", ""), "" if r["value"] is None else r["value"],
+                        r["epochs"], r.get("best_epoch") or "", f"{r['seconds']:.1f}", r.get("run", "")])
+    write_text(out / "surface.md", surface_markdown(space, rows, args.metric))
+    figure_note = heat_map(space, rows, args.metric, out / f"surface.{args.format}")
+
+    counts = {s: sum(r["state"] == s for r in rows.values())
+              for s in ("complete", "pruned", "fail", "running", "waiting", "not started")}
+    unfinished = counts["running"] + counts["waiting"] + counts["not started"]
+    spent = sum(r["seconds"] for r in rows.values())
+    done = [r for r in rows.values() if r["state"] == "complete"]
+    per_epoch = spent / max(sum(r["epochs"] for r in rows.values()), 1)
+    full = len(points) * (sum(r["epochs"] for r in done) / len(done)) * per_epoch if done else float("nan")
+    cost = {"core_hours_spent": spent / 3600, "core_hours_unpruned_estimate": full / 3600,
+            "core_seconds_per_epoch": per_epoch, "trials": counts,
+            "core_hours_per_finished_trial": spent / 3600 / max(counts["complete"] + counts["pruned"], 1)}
+    chosen = select(rows)
+    summary: Dict[str, Any] = {"study": study.study_name, "space": space, "metric": f"val {args.metric}",
+                               "selected": chosen, "grid_finished": unfinished == 0,
+                               "cost": cost, "seeds": seeds}
+    lines = [f"# Study {study.study_name}", "",
+             f"Grid of {len(points)} points over {', '.join(f'{k} ∈ {v}' for k, v in space.items())}; "
+             f"pruner {args.pruner} (min epochs {args.min_epochs}, factor {args.reduction}); selection on "
+             f"validation {args.metric} only.", "",
+             f"Trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed, "
+             f"{counts['running']} running, {counts['waiting']} waiting for a worker (retries), "
+             f"{counts['not started']} not started.", "",
+             f"Cost: {cost['core_hours_spent']:.2f} core-hours of training so far "
+             f"({cost['core_hours_per_finished_trial']:.2f} per finished trial); the unpruned grid, estimated as "
+             f"every point trained for the mean epochs of the complete trials, "
+             + (f"{cost['core_hours_unpruned_estimate']:.2f} core-hours." if done else "needs a complete trial."),
+             "(A point read back from the run store counts with the time its run took, whichever command trained it.)",
+             ""]
+    if chosen is None:
+        lines.append("No trial has completed yet: nothing selected.")
+    else:
+        lines.append((f"Best on validation so far ({unfinished} grid points not finished, so not yet the selection)"
+                      if unfinished else "Selected on validation")
+                     + f": **{chosen}** (validation {args.metric} {100 * rows[chosen]['value']:.2f} %, "
+                       f"trial {rows[chosen]['trial']}).")
+        if selected_runs is None:
+            lines.append(f"Test metrics: not yet, the selected configuration's seeds {seeds} have not all finished.")
+        else:
+            keys = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
+            test = {k: mean_std([100 * r["test"][k] for r in selected_runs]) for k in keys}
+            summary["test"] = {k: {"mean": m, "std": s} for k, (m, s) in test.items()}
+            summary["test_per_seed"] = {k: [r["test"][k] for r in selected_runs] for k in keys}
+            summary["val_per_seed"] = [r["val"][args.metric] for r in selected_runs]
+            lines += ["", f"| selected, seeds {seeds} | " + " | ".join(f"test {k}" for k in keys) + " |",
+                      "|---|" + "---|" * len(keys),
+                      f"| {chosen} | " + " | ".join(fmt(*test[k], digits=2) for k in keys) + " |", "",
+                      "Mean ± sample std over the seeds (%), each run's test read once at its best validation epoch."]
+    if figure_note:
+        lines.append(f"\n(surface.{args.format} not written: {figure_note})")
+    write_text(out / "selected.md", "\n".join(lines) + "\n")
+    write_json(out / "selected.json", summary)
+    print((out / "surface.md").read_text())
+    print((out / "selected.md").read_text())
+    return summary
