@@ -265,6 +265,21 @@ def _exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def train_many(jobs: Sequence[Tuple[RunConfig, Path, str, Optional[int], bool]],
+               workers: int) -> Iterator[Tuple[Path, Dict[str, Any]]]:
+    """:func:`train_in_store` for each job (``(config, folder, device, threads, overwrite)``), on ``workers``
+    processes; yields ``(folder, result)`` in the jobs' order."""
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job[1], train_in_store(*job)
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        for job, result in zip(jobs, pool.map(_train_job, jobs)):
+            yield job[1], result
+
+
 def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args: argparse.Namespace,
               tag: str) -> GridResults:
     """Trains (or reads back) every cell of every dataset for every seed; ``{dataset: {label: CellRuns}}``.
@@ -299,15 +314,9 @@ def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args:
             if done is not None:
                 results[folder] = done
         print(f"[{tag}] --finished-only: {len(results)} of {len(unique)} runs finished, nothing trained", flush=True)
-    elif args.jobs == 1 or len(jobs) == 1:
-        for job in jobs:
-            report(job[1], train_in_store(*job))
     else:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx, initializer=_exit_with_parent,
-                                 initargs=(os.getpid(),)) as pool:
-            for job, result in zip(jobs, pool.map(_train_job, jobs)):
-                report(job[1], result)
+        for folder, result in train_many(jobs, args.jobs):
+            report(folder, result)
     out = GridResults((name, {}) for name, _ in datasets)
     for name, cell in ((name, cell) for name, _ in datasets for cell in cells):
         folders = [folder for n, c, _, folder in plan if n == name and c == cell]

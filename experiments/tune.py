@@ -48,7 +48,7 @@ import yaml
 from experiments.extras import require
 from experiments.plot import add_format_option
 from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seeds, store_folder,
-                              train_in_store)
+                              train_many)
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options
 from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, select, trial_rows,
@@ -348,9 +348,9 @@ def main(argv=None) -> Dict[str, Any]:
         if args.tables_only or any(r["state"] in ("running", "waiting", "not started") for r in rows.values()):
             found = [finished_run(c, store_folder(args.store, c)) for c in cfgs]
             selected_runs = found if all(r is not None for r in found) else None
-        else:  # the grid is done: the selected configuration over every seed, to convergence
-            selected_runs = [train_in_store(c, store_folder(args.store, c), args.device, args.threads,
-                                            args.overwrite) for c in cfgs]
+        else:  # the grid is done: the selected configuration over every seed, to convergence, --jobs at a time
+            jobs = [(c, store_folder(args.store, c), args.device, args.threads, args.overwrite) for c in cfgs]
+            selected_runs = [result for _, result in train_many(jobs, args.jobs)]
     return write_tables(args, study, points, space, configs, seeds, out, selected_runs)
 
 

@@ -61,6 +61,13 @@ def test_two_workers_share_one_study_and_train_each_grid_point_once(tmp_path):
     chosen = next(t for t in trials if Path(t.user_attrs["run"]) == best)
     assert summary["selected"] == f"structure.gamma={chosen.params['structure.gamma']},beta={chosen.params['beta']}"
     assert summary["test_per_seed"]["recall@20"] == [results[best]["test"]["recall@20"]]
+    # More seeds of the selected configuration, trained --jobs at a time: each is the run a plain train gives.
+    summary = main([*argv[3:], "--seeds", "0,1", "--jobs", "2"])
+    params = {"structure.gamma": chosen.params["structure.gamma"], "beta": chosen.params["beta"]}
+    seed1 = cell_config(Path(SYNTHETIC), Cell(summary["selected"], params), 1, QUICK)
+    alone = run(seed1, tmp_path / "alone", device="cpu", threads=1, progress=False)
+    assert summary["test_per_seed"]["recall@20"] == [results[best]["test"]["recall@20"], alone["test"]["recall@20"]]
+    assert json.loads((store_folder(store, seed1) / "results.json").read_text())["test"] == alone["test"]
 
 
 class PruneAt:
