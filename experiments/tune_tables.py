@@ -49,7 +49,9 @@ def trial_rows(study, points: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, 
                       "value": best.value if best.state.name == COMPLETE else last,
                       "epochs": best.user_attrs.get("epochs", max(best.intermediate_values, default=0)),
                       "best_epoch": best.user_attrs.get("best_epoch"),
-                      "seconds": sum(t.user_attrs.get("train_seconds", 0.0) * t.user_attrs.get("threads", 1)
+                      # The trials of a point share one run, and each records that run's whole curve (a retry
+                      # resumes it and replays the epochs before): the run's cost is the longest record, not a sum.
+                      "seconds": max(t.user_attrs.get("train_seconds", 0.0) * t.user_attrs.get("threads", 1)
                                      for t in trials),
                       "run": best.user_attrs.get("run", "")}
     return rows

@@ -159,6 +159,23 @@ def test_search_space_selection_and_surface():
     assert "| 2 | pruned @5 (90.00) |" in table and "| 3 | 30.00 |" in table
 
 
+def test_a_retried_point_costs_its_run_once():
+    from experiments.tune_tables import trial_rows
+    dist = {"beta": optuna.distributions.CategoricalDistribution([0.0, 0.3])}
+    study = optuna.create_study(direction="maximize")
+    curve_seconds = [60.0] * 30                              # one run: 19 epochs before the crash, 30 by now
+    for state, epochs, value in ((optuna.trial.TrialState.FAIL, 19, None),
+                                 (optuna.trial.TrialState.COMPLETE, 30, 0.31)):
+        study.add_trial(optuna.trial.create_trial(
+            params={"beta": 0.3}, distributions=dist, state=state, value=value,
+            intermediate_values={e: 0.01 * e for e in range(1, epochs + 1)},
+            user_attrs={"epochs": epochs, "train_seconds": sum(curve_seconds[:epochs]), "threads": 1}))
+    rows = trial_rows(study, {"beta=0.0": {"beta": 0.0}, "beta=0.3": {"beta": 0.3}})
+    assert rows["beta=0.3"]["state"] == "complete" and rows["beta=0.3"]["value"] == 0.31
+    assert rows["beta=0.3"]["seconds"] == sum(curve_seconds)       # not 19 + 30 epochs' worth
+    assert rows["beta=0.0"] == {"state": "not started", "value": None, "epochs": 0, "seconds": 0.0}
+
+
 def test_surface_heat_map_has_a_panel_per_value_of_a_third_axis(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     from experiments import tune_tables
