@@ -51,7 +51,7 @@ from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seed
                               train_many)
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options
-from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, select, trial_rows,
+from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, select, to_audit, trial_rows,
                                     trials_by_point, write_tables)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "%(default)s)")
     p.add_argument("--grace", type=int, default=600, help="seconds without a heartbeat after which a trial counts as "
                                                           "crashed and is retried (default: %(default)s)")
+    p.add_argument("--audit", type=int, default=0, metavar="K",
+                   help="once the grid is done, train the K pruned points that came closest to going on to their end "
+                        "(from their checkpoints), as a check of the pruner; selection counts them (default: "
+                        "%(default)s)")
     p.add_argument("--tables-only", action="store_true",
                    help="train nothing: write the tables from the study and the runs finished so far")
     add_format_option(p)
@@ -296,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
     for option, value, low in (("--min-epochs", args.min_epochs, 1), ("--reduction", args.reduction, 2),
-                               ("--jobs", args.jobs, 1), ("--heartbeat", args.heartbeat, 1)):
+                               ("--jobs", args.jobs, 1), ("--heartbeat", args.heartbeat, 1),
+                               ("--audit", args.audit, 0)):
         if value < low:
             raise ConfigError(f"must be >= {low}, got {value}", option)
     if args.grace <= args.heartbeat:
@@ -340,18 +345,32 @@ def main(argv=None) -> Dict[str, Any]:
                 raise TrainingError(f"a worker failed (exit codes {[w.exitcode for w in workers]}); rerun the same "
                                     "command to continue the study")
 
-    rows = trial_rows(study, points)
+    def finished(name: str):
+        return finished_run(configs[name], store_folder(args.store, configs[name]))
+
+    rows = trial_rows(study, points, args.metric, finished)
+    grid_done = not any(r["state"] in ("running", "waiting", "not started") for r in rows.values())
+    if grid_done and args.audit and not args.tables_only:
+        # The pruner's check: the pruned points that came closest to going on, trained to their end from their
+        # checkpoints; selection then counts them as any complete point.
+        names = to_audit(rows, args.audit)
+        print(f"[tune] audit of the pruner: training {', '.join(names) or 'nothing'} to the end", flush=True)
+        jobs = [(configs[n], store_folder(args.store, configs[n]), args.device, args.threads, args.overwrite)
+                for n in names]
+        for _ in train_many(jobs, args.jobs):
+            pass
+        rows = trial_rows(study, points, args.metric, finished)
     chosen = select(rows)
     selected_runs = None
     if chosen is not None:
         cfgs = [cell_config(args.config, Cell(chosen, {**fixed, **points[chosen]}), s, extra) for s in seeds]
-        if args.tables_only or any(r["state"] in ("running", "waiting", "not started") for r in rows.values()):
+        if args.tables_only or not grid_done:
             found = [finished_run(c, store_folder(args.store, c)) for c in cfgs]
             selected_runs = found if all(r is not None for r in found) else None
         else:  # the grid is done: the selected configuration over every seed, to convergence, --jobs at a time
             jobs = [(c, store_folder(args.store, c), args.device, args.threads, args.overwrite) for c in cfgs]
             selected_runs = [result for _, result in train_many(jobs, args.jobs)]
-    return write_tables(args, study, points, space, configs, seeds, out, selected_runs)
+    return write_tables(args, study, rows, points, space, seeds, out, selected_runs)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -31,9 +31,14 @@ def trials_by_point(study, names: Sequence[str]) -> Dict[str, List[Any]]:
 
 
 
-def trial_rows(study, points: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+def trial_rows(study, points: Dict[str, Dict[str, Any]], metric: str = "recall@20",
+               finished: Optional[Callable[[str], Optional[Dict[str, Any]]]] = None) -> Dict[str, Dict[str, Any]]:
     """Per grid point its outcome: the finished trial (complete, else pruned), else the one being worked on (running,
-    else waiting for a worker: a crashed trial's retry), else failed, else not started."""
+    else waiting for a worker: a crashed trial's retry), else failed, else not started.
+
+    ``finished(name)`` gives a point's run if it has finished in the run store: a pruned point whose run was then
+    trained to its end (by ``--audit``, or by another command) counts as complete with that run's validation
+    ``metric``, marked ``audited``."""
     by_point = trials_by_point(study, list(next(iter(points.values()))))
     rows = {}
     for name in points:
@@ -54,7 +59,23 @@ def trial_rows(study, points: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, 
                       "seconds": max(t.user_attrs.get("train_seconds", 0.0) * t.user_attrs.get("threads", 1)
                                      for t in trials),
                       "run": best.user_attrs.get("run", "")}
+        done = finished(name) if finished is not None and rows[name]["state"] == "pruned" else None
+        if done is not None:
+            threads = max(t.user_attrs.get("threads", 1) for t in trials)
+            rows[name].update(state="complete", audited=True, pruned_at=rows[name]["epochs"],
+                              pruned_value=rows[name]["value"],
+                              value=done["val"][metric], epochs=int(done["val_curve"][-1]["epoch"]),
+                              best_epoch=done["best_epoch"],
+                              seconds=max(rows[name]["seconds"],
+                                          threads * sum(float(e["seconds"]) for e in done["val_curve"])))
     return rows
+
+
+def to_audit(rows: Dict[str, Dict[str, Any]], k: int) -> List[str]:
+    """The ``k`` pruned points that came closest to going on: the furthest rung first (the most epochs trained),
+    then the best validation value reported there."""
+    pruned = [n for n, r in rows.items() if r["state"] == "pruned" and r["value"] is not None]
+    return sorted(pruned, key=lambda n: (-rows[n]["epochs"], -rows[n]["value"], list(rows).index(n)))[:k]
 
 
 def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
@@ -86,12 +107,13 @@ def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]
             lines.append(f"| {rv} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(line for line in lines if line != ""))
     return (f"Validation {metric} (%) at each trial's best epoch; 'pruned @e' gives the last value reported "
-            "before the pruner stopped it, 'running @e' the latest so far.\n\n" + "\n\n".join(blocks) + "\n")
+            "before the pruner stopped it, 'running @e' the latest so far; 'audit' marks a point the pruner stopped "
+            "and its run was then trained to its end.\n\n" + "\n\n".join(blocks) + "\n")
 
 
 def _cell(r: Dict[str, Any]) -> str:
     if r["state"] == "complete":
-        return f"{100 * r['value']:.2f}"
+        return f"{100 * r['value']:.2f}" + (f" (audit; pruned @{r['pruned_at']})" if r.get("audited") else "")
     if r["state"] in ("pruned", "running") and r["value"] is not None:
         return f"{r['state']} @{r['epochs']} ({100 * r['value']:.2f})"
     return r["state"]
@@ -115,7 +137,7 @@ def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metri
                 r = rows[combo_name({k: {r_key: rv, c_key: cv, **held}[k] for k in space})]
                 if r["state"] == "complete":
                     values[i, j] = 100 * r["value"]
-                    labels[i][j] = f"{values[i, j]:.2f}"
+                    labels[i][j] = f"{values[i, j]:.2f}" + ("\naudit" if r.get("audited") else "")
                 elif r["state"] in ("pruned", "running") and r["value"] is not None:
                     labels[i][j] = f"{r['state']} @{r['epochs']}\n({100 * r['value']:.2f})"
                 else:
@@ -129,9 +151,8 @@ def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metri
     return None
 
 
-def write_tables(args, study, points, space, configs, seeds: List[int], out: Path,
+def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, seeds: List[int], out: Path,
                  selected_runs: Optional[List[Dict[str, Any]]]) -> Dict[str, Any]:
-    rows = trial_rows(study, points)
     with atomic_open(out / "trials.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow([*space, "state", "trial", f"val_{args.metric}", "epochs", "best_epoch", "core_seconds", "run"])
@@ -176,6 +197,16 @@ def write_tables(args, study, points, space, configs, seeds: List[int], out: Pat
                       if unfinished else "Selected on validation")
                      + f": **{chosen}** (validation {args.metric} {100 * rows[chosen]['value']:.2f} %, "
                        f"trial {rows[chosen]['trial']}).")
+        audited = [n for n, r in rows.items() if r.get("audited")]
+        if audited:
+            summary["audited"] = {n: {"pruned_at": rows[n]["pruned_at"], "pruned_value": rows[n]["pruned_value"],
+                                      "value": rows[n]["value"]} for n in audited}
+            missed = [n for n in audited if n == chosen]
+            lines += ["", f"Audit of the pruner: {len(audited)} pruned point(s) trained on to their end: "
+                      + "; ".join(f"{n} (pruned @{rows[n]['pruned_at']} at {100 * rows[n]['pruned_value']:.2f}, "
+                                  f"ends at {100 * rows[n]['value']:.2f})" for n in audited)
+                      + (". The selected point is one of them: the pruner alone would have missed it."
+                         if missed else ". None of them beats the selection.")]
         if selected_runs is None:
             lines.append(f"Test metrics: not yet, the selected configuration's seeds {seeds} have not all finished.")
         else:

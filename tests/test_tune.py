@@ -128,6 +128,35 @@ def test_a_pruned_trial_keeps_its_checkpoint_and_nothing_is_trained_twice(tmp_pa
     assert [v for _, v in third.reports][-1] == resumed["val"]["recall@20"]
 
 
+def test_audit_trains_the_pruned_point_closest_to_going_on_to_its_end(tmp_path):
+    out, store = tmp_path / "study", tmp_path / "store"
+    argv = ["--config", SYNTHETIC, "--param", "structure.gamma=0.0,0.3,1.0,3.0", "--param", "beta=0.3",
+            "--pruner", "halving", "--min-epochs", "1", "--reduction", "2", "--seeds", "0", "--threads", "1",
+            "--extra", QUICK, "--store", str(store), "--out", str(out)]
+    before = main(argv)
+    pruned = [t for t in study_trials(out) if t.state.name == "PRUNED"]
+    assert before["cost"]["trials"]["pruned"] == len(pruned) >= 1 and "audited" not in before
+    # The one that came closest: the most epochs, then the best value reported at its last one.
+    closest = max(pruned, key=lambda t: (max(t.intermediate_values), t.intermediate_values[max(t.intermediate_values)],
+                                         -t.number))
+    after = main(argv + ["--audit", "1"])
+    name = f"structure.gamma={closest.params['structure.gamma']},beta=0.3"
+    assert list(after["audited"]) == [name] and after["cost"]["trials"]["pruned"] == len(pruned) - 1
+    assert after["audited"][name]["pruned_at"] == max(closest.intermediate_values)
+    # Resumed from the pruned checkpoint, the run ends where a run trained straight through ends.
+    cfg = cell_config(Path(SYNTHETIC), Cell(name, {"structure.gamma": closest.params["structure.gamma"],
+                                                   "beta": 0.3}), 0, QUICK)
+    straight = run(cfg, tmp_path / "straight", device="cpu", threads=1, progress=False)
+    assert after["audited"][name]["value"] == straight["val"]["recall@20"]
+    # Selection counts it as any complete point.
+    complete = {f"structure.gamma={t.params['structure.gamma']},beta=0.3": t.value
+                for t in study_trials(out) if t.state.name == "COMPLETE"}
+    complete[name] = straight["val"]["recall@20"]
+    grid = [f"structure.gamma={g},beta=0.3" for g in (0.0, 0.3, 1.0, 3.0)]
+    assert after["selected"] == max(complete, key=lambda n: (complete[n], -grid.index(n)))
+    assert "(audit; pruned @" in (out / "surface.md").read_text()
+
+
 def test_a_changed_search_under_the_same_name_is_refused(tmp_path):
     base = ["--config", SYNTHETIC, "--param", "beta=0.0,0.3", "--store", str(tmp_path / "store"), "--out",
             str(tmp_path / "study"), "--seeds", "0", "--study", "s", "--extra", QUICK, "--tables-only"]
