@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -130,10 +130,12 @@ def heatmap(path, matrix: np.ndarray, title: str = "", boundaries: Sequence[int]
 @dataclass
 class GridPanel:
     """One panel of :func:`grid_heatmap`: ``values[i][j]`` for row value ``i`` and column value ``j`` (NaN: drawn
-    grey, no colour), ``labels`` the text written in each cell, ``title`` what the panel holds fixed."""
+    grey, no colour), ``labels`` the text written in each cell, ``title`` what the panel holds fixed, ``highlight``
+    a cell ``(i, j)`` framed (e.g. the selected configuration)."""
     values: np.ndarray
     labels: Sequence[Sequence[str]]
     title: str = ""
+    highlight: Optional[Tuple[int, int]] = None
 
 
 def grid_heatmap(path, panels: Sequence[GridPanel], row_values: Sequence, col_values: Sequence,
@@ -165,6 +167,9 @@ def grid_heatmap(path, panels: Sequence[GridPanel], row_values: Sequence, col_va
             for j in range(shape[1]):
                 dark = np.isfinite(values[i, j]) and values[i, j] < middle
                 ax.text(j, i, p.labels[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
+        if p.highlight is not None:
+            i, j = p.highlight
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor=PALETTE[1], linewidth=2.5))
     axes[0][0].set_ylabel(row_label)
     fig.colorbar(im, ax=list(axes[0]), label=colorbar_label)
     save(fig, path)

@@ -121,20 +121,24 @@ def _cell(r: Dict[str, Any]) -> str:
 
 def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str, path: Path) -> Optional[str]:
     """OUT/surface.png: the first two axes as rows and columns, one panel per combination of the values of any
-    further axes; ``None``, or why it was not drawn."""
+    further axes, the best complete point framed; ``None``, or why it was not drawn."""
     keys = list(space)
     if len(keys) < 2:
         return "a heat map needs two axes"
     r_key, c_key, rest = keys[0], keys[1], keys[2:]
+    chosen = select(rows)
     panels = []
     for fixed in itertools.product(*(space[k] for k in rest)):
         held = dict(zip(rest, fixed))
         # Only completed trials are coloured: a pruned trial's last value is from an earlier epoch, not its end.
         values = np.full((len(space[r_key]), len(space[c_key])), np.nan)
         labels = [["" for _ in space[c_key]] for _ in space[r_key]]
+        highlight = None
         for i, rv in enumerate(space[r_key]):
             for j, cv in enumerate(space[c_key]):
-                r = rows[combo_name({k: {r_key: rv, c_key: cv, **held}[k] for k in space})]
+                name = combo_name({k: {r_key: rv, c_key: cv, **held}[k] for k in space})
+                r = rows[name]
+                highlight = (i, j) if name == chosen else highlight
                 if r["state"] == "complete":
                     values[i, j] = 100 * r["value"]
                     labels[i][j] = f"{values[i, j]:.2f}" + ("\naudit" if r.get("audited") else "")
@@ -142,7 +146,7 @@ def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metri
                     labels[i][j] = f"{r['state']} @{r['epochs']}\n({100 * r['value']:.2f})"
                 else:
                     labels[i][j] = r["state"]
-        panels.append(GridPanel(values, labels, ", ".join(f"{k}={v}" for k, v in held.items())))
+        panels.append(GridPanel(values, labels, ", ".join(f"{k}={v}" for k, v in held.items()), highlight))
     try:
         grid_heatmap(path, panels, space[r_key], space[c_key], row_label=r_key, col_label=c_key,
                      colorbar_label=f"validation {metric} (%)")

@@ -97,7 +97,8 @@ def test_grid_heatmap_panels_share_one_colour_scale_and_grey_out_missing_cells(t
     a = np.array([[30.0, np.nan], [32.0, 34.0]])
     b = np.array([[31.0, 33.0], [np.nan, 35.0]])
     labels = [["x", "pruned"], ["y", "z"]]
-    fig = grid_heatmap(tmp_path / "g.png", [GridPanel(a, labels, "lambda=1e-5"), GridPanel(b, labels, "lambda=1e-4")],
+    fig = grid_heatmap(tmp_path / "g.png", [GridPanel(a, labels, "lambda=1e-5"),
+                                            GridPanel(b, labels, "lambda=1e-4", highlight=(1, 1))],
                        [0.1, 1.0], [0, 0.3], row_label="gamma", col_label="beta", colorbar_label="val %")
     panels = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in panels] == ["lambda=1e-5", "lambda=1e-4"]
@@ -108,5 +109,6 @@ def test_grid_heatmap_panels_share_one_colour_scale_and_grey_out_missing_cells(t
         assert image.get_clim() == (30.0, 35.0)                                     # the range over all panels
         assert sorted(t.get_text() for t in ax.texts) == ["pruned", "x", "y", "z"]
     assert [t.get_text() for t in panels[0].get_xticklabels()] == ["0", "0.3"] and panels[0].get_ylabel() == "gamma"
+    assert not panels[0].patches and panels[1].patches[0].get_xy() == (0.5, 0.5)   # the framed cell (1, 1)
     with pytest.raises(ValueError, match=r"must be \(2, 2\)"):
         grid_heatmap(tmp_path / "h.png", [GridPanel(a[:1], labels[:1])], [0.1, 1.0], [0, 0.3])

@@ -219,6 +219,7 @@ def test_surface_heat_map_has_a_panel_per_value_of_a_third_axis(tmp_path, monkey
     monkeypatch.setattr(tune_tables, "grid_heatmap", lambda path, panels, *a, **k: drawn.extend(panels))
     heat_map(space, rows, "recall@20", tmp_path / "t.png")
     assert [p.title for p in drawn] == ["l=5", "l=6"]
+    assert [p.highlight for p in drawn] == [None, (1, 0)]      # the best complete point: g=2, b=0, l=6
     for panel, lam in zip(drawn, (5, 6)):
         expected = np.array([[100 * (g / 10 + b / 100 + lam / 1000) for b in (0, 1)] for g in (1, 2)])
         expected[1, 1] = np.nan                                # pruned: a label, no colour
