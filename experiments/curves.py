@@ -10,7 +10,14 @@ trial can be plotted) or, for a folder written before that file existed, from ``
 reads the log the authors' ``main.py`` writes with ``--verbose 1`` (``Epoch E [...]: train==[...], recall=[r@10,
 r@20], ..., ndcg=[...]``, E counted from 0; ``--official-ks`` names its two cut-offs, default its parser's 10,20).
 Labels go in the order of ``--run``/``--official`` options (default: the folder or file name). ``--csv`` also
-writes the overlaid values as one table (epoch, then one column per curve).
+writes the overlaid values as one table (epoch, then one column per curve). ``--table FILE.md`` writes per curve
+the validation metric after ``--table-epochs``, the best validation (its epoch), the test metric at that epoch (a
+finished run's results.json; the authors' log's test line after that validation) and the seconds per epoch;
+``--group NAME=LABEL,...`` adds the mean of some curves (e.g. the seeds of one code), and with two groups, how far
+the second mean curve is from the first (epochs within ±0.5 and ±1 points, the mean and largest difference).
+
+    python -m experiments.curves --official off0.log --label off0 --run ours0 --label ours0 ... \
+        --group official=off0,off1,off2 --group ours=ours0,ours1,ours2 --table parity.md --out parity.png
 
 While training, ``python -m experiments.train --tensorboard DIR`` writes the same curves as TensorBoard event
 files (``tensorboard --logdir DIR``).
@@ -31,21 +38,46 @@ from idsf_pyg.errors import ConfigError, DataFormatError
 from idsf_pyg.io import atomic_open
 from idsf_pyg.train.run_folder import CURVES, RESULTS
 
-#: One line of the authors' log with a validation: epoch, then the named lists.
-OFFICIAL_LINE = re.compile(r"Epoch (\d+) \[[^\]]*\]: train==\[([-\d.eE+na]+)=[^\]]*\], (.*)$")
+#: One epoch's line of the authors' log: epoch, training seconds, the summed loss, then (when the epoch was
+#: validated) the named lists.
+OFFICIAL_LINE = re.compile(r"Epoch (\d+) \[([\d.]+)s[^\]]*\]: train==\[([-\d.eE+na]+)=[^\]]*\](?:, (.*))?$")
 OFFICIAL_LIST = re.compile(r"(recall|precision|hit|ndcg)=\[([^\]]*)\]")
+#: The test the authors' code runs right after a validation that improved on the best so far.
+OFFICIAL_TEST = re.compile(r"Test_Recall@(\d+): ([-\d.eE+na]+)")
 
 
 class Curve:
-    """One run's curve: its label and ``{epoch: {column: value}}`` with columns as in curves.csv (``loss``,
-    ``loss_<part>``, ``val_<metric>@<k>``)."""
+    """One run's curve: its label and ``{epoch: {column: value}}`` with columns as in curves.csv (``seconds``,
+    ``loss``, ``loss_<part>``, ``val_<metric>@<k>``); ``test`` the test metrics at the best validation epoch when the
+    source has them (a finished run's results.json; for the authors' log, the ``test_<metric>`` its code logs
+    after each validation that improved)."""
 
-    def __init__(self, label: str, rows: Dict[int, Dict[str, float]], source: str):
-        self.label, self.rows, self.source = label, rows, source
+    def __init__(self, label: str, rows: Dict[int, Dict[str, float]], source: str,
+                 test: Optional[Dict[str, float]] = None):
+        self.label, self.rows, self.source, self.test = label, rows, source, test
 
     def series(self, column: str) -> Tuple[List[int], List[float]]:
         epochs = [e for e in sorted(self.rows) if column in self.rows[e]]
         return epochs, [self.rows[e][column] for e in epochs]
+
+    def best(self, metric: str) -> Tuple[int, float]:
+        """The best validation epoch and value: the first epoch with the highest value (a later equal value is no
+        improvement, in idsf-pyg as in the authors' code)."""
+        epochs, values = self.series(f"val_{metric}")
+        if not epochs:
+            raise ConfigError(f"{self.label}: no validation {metric!r}", "--metric")
+        i = max(range(len(values)), key=lambda n: (values[n], -n))
+        return epochs[i], values[i]
+
+    def test_at_best(self, metric: str) -> Optional[float]:
+        """The test ``metric`` of the best validation epoch, or ``None`` when the source does not have it."""
+        if self.test is not None:
+            return self.test.get(metric)
+        return self.rows[self.best(metric)[0]].get(f"test_{metric}")
+
+    def seconds_per_epoch(self) -> Optional[float]:
+        _, seconds = self.series("seconds")
+        return sum(seconds) / len(seconds) if seconds else None
 
 
 def _number(text: str, where: str, column: str) -> Optional[float]:
@@ -71,7 +103,7 @@ def read_run(folder: Path, label: Optional[str] = None) -> Curve:
                 epoch = _number(row["epoch"], f"{path}, line {n}", "epoch")
                 rows[int(epoch)] = {k: v for k, v in ((k, _number(v, f"{path}, line {n}", k)) for k, v in row.items()
                                                       if k != "epoch") if v is not None}
-        return Curve(label, rows, str(path))
+        return Curve(label, rows, str(path), _finished_test(folder))
     results = folder / RESULTS
     if not results.is_file():
         raise ConfigError(f"{folder}: neither {CURVES} nor {RESULTS} (not a run folder, or no validation yet)", "--run")
@@ -79,31 +111,52 @@ def read_run(folder: Path, label: Optional[str] = None) -> Curve:
     if not isinstance(curve, list):
         raise DataFormatError(results, "no val_curve list", field="val_curve")
     return Curve(label, {int(e["epoch"]): {k: float(v) for k, v in e.items() if k != "epoch"} for e in curve},
-                 str(results))
+                 str(results), _finished_test(folder))
+
+
+def _finished_test(folder: Path) -> Optional[Dict[str, float]]:
+    """A finished run's test metrics (read once, at its best validation epoch); ``None`` while it trains."""
+    path = folder / RESULTS
+    if not path.is_file():
+        return None
+    test = json.loads(path.read_text()).get("test")
+    if not isinstance(test, dict):
+        raise DataFormatError(path, "no test metrics", field="test")
+    return {k: float(v) for k, v in test.items()}
 
 
 def read_official_log(path: Path, label: Optional[str] = None, ks: Sequence[int] = (10, 20),
                       batches: Optional[int] = None) -> Curve:
-    """The validations of the authors' ``main.py`` log (epochs shifted to count from 1, as here). Its loss is the
-    sum over the epoch's batches: with ``batches`` it becomes the mean per batch (``loss``, as idsf-pyg logs it),
-    else it stays ``loss_sum``."""
+    """The epochs of the authors' ``main.py`` log (shifted to count from 1, as here): training seconds and loss of
+    every epoch, the validation lists of the validated ones, and the test Recall its code logs after a validation
+    that improved (``test_recall@K``, on that epoch). Its loss is the sum over the epoch's batches: with ``batches``
+    it becomes the mean per batch (``loss``, as idsf-pyg logs it), else it stays ``loss_sum``."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file", "--official")
     rows: Dict[int, Dict[str, float]] = {}
+    last: Optional[int] = None
     for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        t = OFFICIAL_TEST.search(line)
+        if t is not None:
+            if last is None or not any(k.startswith("val_") for k in rows[last]):
+                raise DataFormatError(path, "a Test_Recall line that follows no validated epoch", line=n)
+            rows[last][f"test_recall@{t.group(1)}"] = _number(t.group(2), f"{path}, line {n}", "Test_Recall")
+            continue
         m = OFFICIAL_LINE.search(line)
         if m is None:
             continue
-        total = _number(m.group(2), f"{path}, line {n}", "train")
-        row = {"loss": total / batches} if batches else {"loss_sum": total}
-        for name, values in OFFICIAL_LIST.findall(m.group(3)):
+        total = _number(m.group(3), f"{path}, line {n}", "train")
+        row = {"seconds": _number(m.group(2), f"{path}, line {n}", "seconds"),
+               **({"loss": total / batches} if batches else {"loss_sum": total})}
+        for name, values in OFFICIAL_LIST.findall(m.group(4) or ""):
             parts = [v.strip() for v in values.split(",")]
             if len(parts) != len(ks):
                 raise DataFormatError(path, f"{name} has {len(parts)} values, --official-ks names {len(ks)}", line=n)
             for k, v in zip(ks, parts):
                 row[f"val_{name}@{k}"] = _number(v, f"{path}, line {n}", name)
-        rows[int(m.group(1)) + 1] = row
-    if not rows:
+        last = int(m.group(1)) + 1
+        rows[last] = row
+    if not any(k.startswith("val_") for r in rows.values() for k in r):
         raise DataFormatError(path, "no 'Epoch E [...]: train==[...], recall=[...]' line: not a log of the authors' "
                                     "main.py run with --verbose N")
     return Curve(label or path.stem, rows, str(path))
@@ -188,6 +241,87 @@ def write_csv(curves: Sequence[Curve], metric: str, path: Path) -> None:
             w.writerow([e, *[(c.rows.get(e, {}).get(column, "")) for c in curves]])
 
 
+def _pct(v: Optional[float]) -> str:
+    return "" if v is None else f"{100 * v:.2f}"
+
+
+def curve_table(curves: Sequence[Curve], metric: str, epochs: Sequence[int]) -> str:
+    """A markdown row per curve: validation ``metric`` (%) after each of ``epochs``, the best validation (its
+    epoch), the test ``metric`` at that epoch, and the mean training seconds per epoch."""
+    column = f"val_{metric}"
+    lines = [f"| validation {metric} (%) after epoch | " + " | ".join(map(str, epochs))
+             + f" | best validation (epoch) | test {metric} at best validation | s / epoch |",
+             "|---" * (len(epochs) + 4) + "|"]
+    for c in curves:
+        best_epoch, best = c.best(metric)
+        secs = c.seconds_per_epoch()
+        lines.append(f"| {c.label} | " + " | ".join(_pct(c.rows.get(e, {}).get(column)) for e in epochs)
+                     + f" | {_pct(best)} ({best_epoch}) | {_pct(c.test_at_best(metric))} | "
+                     + ("" if secs is None else f"{secs:.0f}") + " |")
+    return "\n".join(lines) + "\n"
+
+
+def mean_curve(curves: Sequence[Curve], metric: str) -> Dict[int, float]:
+    """The mean validation ``metric`` over ``curves`` at each epoch all of them validated."""
+    column = f"val_{metric}"
+    common = set.intersection(*(set(c.series(column)[0]) for c in curves))
+    return {e: sum(c.rows[e][column] for c in curves) / len(curves) for e in sorted(common)}
+
+
+def agreement(a: Sequence[Curve], b: Sequence[Curve], metric: str) -> Dict[str, Any]:
+    """How far group ``b``'s mean validation curve is from group ``a``'s (points of %, over the epochs both
+    validated), and both groups' test ``metric`` at their best validation epochs (mean and sample std)."""
+    from experiments.grid import mean_std
+    ma, mb = mean_curve(a, metric), mean_curve(b, metric)
+    epochs = [e for e in ma if e in mb]
+    if not epochs:
+        raise ConfigError("the two groups have no validated epoch in common", "--group")
+    diff = [100 * (mb[e] - ma[e]) for e in epochs]
+    out: Dict[str, Any] = {"epochs": len(epochs), "within_0.5": sum(abs(d) <= 0.5 for d in diff),
+                           "within_1": sum(abs(d) <= 1.0 for d in diff), "mean_difference": sum(diff) / len(diff),
+                           "largest_difference": max(diff, key=abs)}
+    for name, group in (("a", a), ("b", b)):
+        tests = [c.test_at_best(metric) for c in group]
+        out[f"test_{name}"] = mean_std([100 * t for t in tests]) if all(t is not None for t in tests) else None
+    return out
+
+
+def _groups(specs: Sequence[str], curves: Sequence[Curve]) -> List[Tuple[str, List[Curve]]]:
+    by_label = {c.label: c for c in curves}
+    groups = []
+    for spec in specs:
+        name, sep, labels = spec.partition("=")
+        if not sep or not name or not labels:
+            raise ConfigError(f"{spec!r}: expected NAME=LABEL,LABEL,...", "--group")
+        missing = [lab for lab in labels.split(",") if lab not in by_label]
+        if missing:
+            raise ConfigError(f"{spec!r}: no curve labelled {', '.join(map(repr, missing))} (the labels are "
+                              f"{', '.join(map(repr, by_label))})", "--group")
+        groups.append((name, [by_label[lab] for lab in labels.split(",")]))
+    return groups
+
+
+def group_summary(groups: Sequence[Tuple[str, List[Curve]]], metric: str, epochs: Sequence[int]) -> str:
+    """The mean row of each group (validation at ``epochs``, test at best validation as mean ± std) and, for two
+    groups, how far the second's mean curve is from the first's."""
+    from experiments.grid import fmt, mean_std
+    lines = ["| mean over the group | " + " | ".join(map(str, epochs)) + f" | test {metric} at best validation |",
+             "|---" * (len(epochs) + 2) + "|"]
+    for name, members in groups:
+        mean = mean_curve(members, metric)
+        tests = [c.test_at_best(metric) for c in members]
+        test = fmt(*mean_std([100 * t for t in tests]), digits=2) if all(t is not None for t in tests) else ""
+        lines.append(f"| {name} ({len(members)}) | " + " | ".join(_pct(mean.get(e)) for e in epochs) + f" | {test} |")
+    text = "\n".join(lines) + "\n"
+    if len(groups) == 2:
+        (na, a), (nb, b) = groups
+        g = agreement(a, b, metric)
+        text += (f"\n{nb} − {na}, mean validation {metric} curves: within ±0.5 points at {g['within_0.5']} and within "
+                 f"±1 at {g['within_1']} of {g['epochs']} epochs; mean difference {g['mean_difference']:+.2f}, "
+                 f"largest {g['largest_difference']:+.2f}.\n")
+    return text
+
+
 class TensorBoardCurves:
     """An ``on_validation`` callback (:func:`idsf_pyg.train.run`) that writes each validation's losses, metrics and
     epoch time as TensorBoard scalars under ``log_dir`` (needs the ``tensorboard`` package)."""
@@ -231,6 +365,14 @@ def main(argv=None) -> List[Curve]:
     p.add_argument("--title", default="")
     p.add_argument("--out", type=Path, required=True, help="the figure: .png, .pdf or .svg")
     p.add_argument("--csv", type=Path, help="also write the overlaid validation values as a CSV table")
+    p.add_argument("--table", type=Path, help="also write a markdown table: per curve the validation metric after "
+                                              "--table-epochs, the best validation (epoch), the test metric there, "
+                                              "seconds per epoch; then the --group means")
+    p.add_argument("--table-epochs", default="1,5,10,15,20,25,30,35,40",
+                   help="the epochs of --table's columns (default: %(default)s)")
+    p.add_argument("--group", action="append", default=[], metavar="NAME=LABEL,LABEL,...",
+                   help="curves (by label) averaged into one row of --table, e.g. the seeds of one code; with two "
+                        "groups, how far the second's mean curve is from the first's")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
     if not args.sources:
@@ -247,16 +389,30 @@ def main(argv=None) -> List[Curve]:
         label = args.label[n] if args.label else None
         curves.append(read_run(path, label) if kind == "run" else
                       read_official_log(path, label, ks, args.official_batches))
+    try:
+        table_epochs = [int(e) for e in args.table_epochs.split(",")]
+    except ValueError:
+        raise ConfigError(f"{args.table_epochs!r}: expected epochs, e.g. 1,5,10", "--table-epochs") from None
+    groups = _groups(args.group, curves)
+    if groups and not args.table:
+        raise ConfigError("--group adds rows to --table: give --table FILE.md", "--group")
     plot_curves(curves, args.metric, args.out, args.losses, args.title)
     if args.csv:
         write_csv(curves, args.metric, args.csv)
+    if args.table:
+        text = curve_table(curves, args.metric, table_epochs)
+        if groups:
+            text += "\n" + group_summary(groups, args.metric, table_epochs)
+        with atomic_open(args.table, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(text)
     for c in curves:
         epochs, values = c.series(f"val_{args.metric}")
         if epochs:
             best = max(range(len(values)), key=lambda i: (values[i], -i))
             print(f"{c.label}: {len(epochs)} validations, best {args.metric} {100 * values[best]:.2f} at epoch "
                   f"{epochs[best]} ({c.source})")
-    print(f"wrote {args.out}" + (f" and {args.csv}" if args.csv else ""))
+    print(f"wrote {args.out}" + "".join(f" and {p}" for p in (args.csv, args.table) if p))
     return curves
 
 

@@ -86,6 +86,63 @@ def test_overlay_of_a_run_and_the_authors_log(tmp_path, capsys):
     assert curves.read_run(tmp_path / "ours").series("val_recall@20") == ours.series("val_recall@20")
 
 
+def authors_log(path, values, every=1):
+    """A log as the authors' main.py writes it with --verbose ``every``: each epoch's line (training seconds 10 + e),
+    the validation lists on every ``every``-th, and the test line after each validation that improved, its value
+    the validation's + 0.01."""
+    lines, best = [], 0.0
+    for e in range(len(values) * every):
+        head = f"2026-11-30 01:00:  Epoch {e} [{10 + e:.1f}s"
+        if (e + 1) % every:
+            lines.append(f"{head}]: train==[{100 - e:.5f}=1.0 + 0.1 + 0.00000]")
+            continue
+        r20 = values[(e + 1) // every - 1]
+        lines.append(f"{head} + 1.0s]: train==[{100 - e:.5f}=1.0 + 0.1 + 0.00000], recall=[0.1, {r20:.5f}], "
+                     "precision=[0.1, 0.1], hit=[0.5, 0.6], ndcg=[0.2, 0.3]")
+        if r20 > best:
+            best = r20
+            lines.append(f"2026-11-30 01:00:  Test_Recall@20: {r20 + 0.01:.5f}")
+        else:
+            lines.append("2026-11-30 01:00:  #####Early stopping steps: 1 #####")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_table_of_curves_and_the_mean_of_two_groups(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run(quick(3), tmp_path / "ours", device="cpu", threads=1, progress=False)
+    logs = {"a1": [0.20, 0.30, 0.30], "a2": [0.22, 0.26, 0.27], "b1": [0.205, 0.31, 0.29], "b2": [0.221, 0.262, 0.302]}
+    argv = []
+    for name, values in logs.items():
+        authors_log(tmp_path / f"{name}.log", values, every=2)        # validated at epochs 2, 4, 6 (from 1)
+        argv += ["--official", str(tmp_path / f"{name}.log"), "--label", name]
+    out = curves.main(argv + ["--run", str(tmp_path / "ours"), "--label", "ours", "--out", str(tmp_path / "c.png"),
+                              "--table", str(tmp_path / "t.md"), "--table-epochs", "2,4,6",
+                              "--group", "A=a1,a2", "--group", "B=b1,b2"])
+    a1 = out[0]
+    assert a1.series("seconds") == ([1, 2, 3, 4, 5, 6], [10.0, 11.0, 12.0, 13.0, 14.0, 15.0])   # every epoch's
+    assert a1.series("loss_sum")[1] == [100.0, 99.0, 98.0, 97.0, 96.0, 95.0]
+    # a1's best is its first 0.30 (epoch 4): the later equal value is no improvement, and no test was logged there
+    assert a1.best("recall@20") == (4, 0.30) and a1.test_at_best("recall@20") == pytest.approx(0.31)
+    assert out[-1].test_at_best("recall@20") == result["test"]["recall@20"]
+    table = (tmp_path / "t.md").read_text().splitlines()
+    assert table[2] == "| a1 | 20.00 | 30.00 | 30.00 | 30.00 (4) | 31.00 | 12 |"
+    ours_epochs = {e["epoch"]: e["val_recall@20"] for e in result["val_curve"]}
+    assert table[6].startswith(f"| ours | {100 * ours_epochs[2]:.2f} |  |")       # ours has no epoch 4 or 6
+    # means by hand: A 21.00 / 28.00 / 28.50, B 21.30 / 28.60 / 29.60; tests A 31, 28 -> 29.50 +- 2.12,
+    # B 32, 31.2 -> 31.60 +- 0.57; B - A: 0.3, 0.6, 1.1 points
+    assert "| A (2) | 21.00 | 28.00 | 28.50 | 29.50 ± 2.12 |" in table
+    assert "| B (2) | 21.30 | 28.60 | 29.60 | 31.60 ± 0.57 |" in table
+    assert ("B − A, mean validation recall@20 curves: within ±0.5 points at 1 and within ±1 at 2 of 3 epochs; "
+            "mean difference +0.67, largest +1.10.") in table
+    with pytest.raises(ConfigError, match="no curve labelled 'c1'"):
+        curves.main(argv + ["--out", str(tmp_path / "c.png"), "--table", str(tmp_path / "t.md"), "--group", "C=c1"])
+    with pytest.raises(ConfigError, match="--group adds rows to --table"):
+        curves.main(argv + ["--out", str(tmp_path / "c.png"), "--group", "A=a1"])
+    (tmp_path / "orphan.log").write_text("2026-11-30 01:00:  Test_Recall@20: 0.3\n")
+    with pytest.raises(DataFormatError, match="orphan.log, line 1: a Test_Recall line that follows no validated"):
+        curves.read_official_log(tmp_path / "orphan.log")
+
+
 def test_tensorboard_events_hold_the_curve_and_the_console_holds_plain_lines(tmp_path, capsys):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
