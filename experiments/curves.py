@@ -270,20 +270,15 @@ def mean_curve(curves: Sequence[Curve], metric: str) -> Dict[int, float]:
 
 def agreement(a: Sequence[Curve], b: Sequence[Curve], metric: str) -> Dict[str, Any]:
     """How far group ``b``'s mean validation curve is from group ``a``'s (points of %, over the epochs both
-    validated), and both groups' test ``metric`` at their best validation epochs (mean and sample std)."""
-    from experiments.grid import mean_std
+    validated)."""
     ma, mb = mean_curve(a, metric), mean_curve(b, metric)
     epochs = [e for e in ma if e in mb]
     if not epochs:
         raise ConfigError("the two groups have no validated epoch in common", "--group")
     diff = [100 * (mb[e] - ma[e]) for e in epochs]
-    out: Dict[str, Any] = {"epochs": len(epochs), "within_0.5": sum(abs(d) <= 0.5 for d in diff),
-                           "within_1": sum(abs(d) <= 1.0 for d in diff), "mean_difference": sum(diff) / len(diff),
-                           "largest_difference": max(diff, key=abs)}
-    for name, group in (("a", a), ("b", b)):
-        tests = [c.test_at_best(metric) for c in group]
-        out[f"test_{name}"] = mean_std([100 * t for t in tests]) if all(t is not None for t in tests) else None
-    return out
+    return {"epochs": len(epochs), "within_0.5": sum(abs(d) <= 0.5 for d in diff),
+            "within_1": sum(abs(d) <= 1.0 for d in diff), "mean_difference": sum(diff) / len(diff),
+            "largest_difference": max(diff, key=abs)}
 
 
 def _groups(specs: Sequence[str], curves: Sequence[Curve]) -> List[Tuple[str, List[Curve]]]:

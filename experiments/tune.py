@@ -52,7 +52,7 @@ from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seed
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options
 from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, select, to_audit, trial_rows,
-                                    trials_by_point, write_tables)
+                                    trials_by_point, unfinished, write_tables)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
 from idsf_pyg.io import write_json
@@ -349,7 +349,7 @@ def main(argv=None) -> Dict[str, Any]:
         return finished_run(configs[name], store_folder(args.store, configs[name]))
 
     rows = trial_rows(study, points, args.metric, finished)
-    grid_done = not any(r["state"] in ("running", "waiting", "not started") for r in rows.values())
+    grid_done = unfinished(rows) == 0
     if grid_done and args.audit and not args.tables_only:
         # The pruner's check: the pruned points that came closest to going on, trained to their end from their
         # checkpoints; selection then counts them as any complete point.

@@ -71,6 +71,11 @@ def trial_rows(study, points: Dict[str, Dict[str, Any]], metric: str = "recall@2
     return rows
 
 
+def unfinished(rows: Dict[str, Dict[str, Any]]) -> int:
+    """Grid points still being worked on or not started: the grid is done when there are none."""
+    return sum(r["state"] in ("running", "waiting", "not started") for r in rows.values())
+
+
 def to_audit(rows: Dict[str, Dict[str, Any]], k: int) -> List[str]:
     """The ``k`` pruned points that came closest to going on: the furthest rung first (the most epochs trained),
     then the best validation value reported there."""
@@ -169,7 +174,7 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
 
     counts = {s: sum(r["state"] == s for r in rows.values())
               for s in ("complete", "pruned", "fail", "running", "waiting", "not started")}
-    unfinished = counts["running"] + counts["waiting"] + counts["not started"]
+    left = unfinished(rows)
     spent = sum(r["seconds"] for r in rows.values())
     done = [r for r in rows.values() if r["state"] == "complete"]
     per_epoch = spent / max(sum(r["epochs"] for r in rows.values()), 1)
@@ -179,7 +184,7 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
             "core_hours_per_finished_trial": spent / 3600 / max(counts["complete"] + counts["pruned"], 1)}
     chosen = select(rows)
     summary: Dict[str, Any] = {"study": study.study_name, "space": space, "metric": f"val {args.metric}",
-                               "selected": chosen, "grid_finished": unfinished == 0,
+                               "selected": chosen, "grid_finished": left == 0,
                                "cost": cost, "seeds": seeds}
     lines = [f"# Study {study.study_name}", "",
              f"Grid of {len(points)} points over {', '.join(f'{k} ∈ {v}' for k, v in space.items())}; "
@@ -197,8 +202,8 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
     if chosen is None:
         lines.append("No trial has completed yet: nothing selected.")
     else:
-        lines.append((f"Best on validation so far ({unfinished} grid points not finished, so not yet the selection)"
-                      if unfinished else "Selected on validation")
+        lines.append((f"Best on validation so far ({left} grid points not finished, so not yet the selection)"
+                      if left else "Selected on validation")
                      + f": **{chosen}** (validation {args.metric} {100 * rows[chosen]['value']:.2f} %, "
                        f"trial {rows[chosen]['trial']}).")
         audited = [n for n, r in rows.items() if r.get("audited")]
