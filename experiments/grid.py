@@ -22,6 +22,10 @@ finished in the store (an experiment that spans several sessions or machines can
 cell whose seeds have not all finished reads "not finished" and is named, with its count of finished seeds, in
 the notes; no mean is ever taken over fewer seeds than asked for.
 
+**Tuned settings.** ``--tuned STUDY`` takes a finished :mod:`experiments.tune` study's selection (chosen on
+validation) as its model's settings in every cell; a cell's own setting wins (:class:`Tuned`), so a table at the
+selected γ and β reads the study's own runs back where they coincide.
+
 **Honest summaries.** Every table cell is the mean ± sample standard deviation over the seeds of the
 test metrics, each read once at that run's best validation epoch. Two cells are called different only
 when their means differ by more than the sum of their standard deviations (:func:`differs`); every table
@@ -73,6 +77,61 @@ class Cell:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Tuned:
+    """What an :mod:`experiments.tune` study selected on validation (its ``selected.json``): the settings of one
+    model on one dataset config, which ``--tuned`` makes that model's settings in every cell of an experiment
+    command. A cell's own setting wins (Table 3's *structure w/o ID* keeps γ = 0 and takes the selected β, a γ
+    sweep varies γ at the selected β); cells of other models and other datasets are refused or left alone (see
+    :func:`cell_config` and :func:`load_tuned`). With the same settings a cell is the study's own run (same store
+    folder), read back rather than retrained."""
+    source: Path
+    study: str
+    dataset: str
+    model: str
+    settings: Mapping[str, Any]
+    metric: str
+    extra: str = ""
+
+    def describe(self) -> str:
+        chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.settings.items())
+        return (f"{self.model}'s settings {chosen} selected by study {self.study} on {self.metric} ({self.source}); "
+                "a cell's own setting replaces the selected one")
+
+
+TUNED_FIELDS = ("study", "dataset", "model", "settings", "metric", "grid_finished")
+
+
+def load_tuned(path: Path, datasets: Sequence[Tuple[str, Path]] = ()) -> Tuned:
+    """The selection of a finished study, from its ``selected.json`` (or the study's output folder holding it),
+    checked to belong to every one of ``datasets``; anything else is one :class:`ConfigError` naming the file."""
+    path = Path(path)
+    file = path / "selected.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such file (give the selected.json of an experiments.tune study, or its folder)",
+                          "--tuned")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{file}: not readable as JSON ({e})", "--tuned") from None
+    missing = [k for k in TUNED_FIELDS if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ConfigError(f"{file}: no {', '.join(missing)} field(s); an older experiments.tune wrote it: rewrite it "
+                          "with experiments.tune --tables-only", "--tuned")
+    if not data["grid_finished"]:
+        raise ConfigError(f"{file}: study {data['study']}'s grid is not finished, so its selection may still change; "
+                          "continue the study first", "--tuned")
+    if not isinstance(data["settings"], dict) or not data["settings"]:
+        raise ConfigError(f"{file}: field 'settings' holds no selected configuration ({data['settings']!r})", "--tuned")
+    tuned = Tuned(file, str(data["study"]), str(data["dataset"]), str(data["model"]), dict(data["settings"]),
+                  str(data["metric"]), str(data.get("extra") or ""))
+    for name, config in datasets:
+        if Path(config).stem != tuned.dataset:
+            raise ConfigError(f"{file}: study {tuned.study} tuned {tuned.model} on {tuned.dataset}, not on {name}: give "
+                              f"--dataset {tuned.dataset} alone", "--tuned")
+    return tuned
+
+
 #: What a table shows for a cell whose seeds have not all finished (``--finished-only``).
 NOT_FINISHED = "not finished"
 
@@ -84,6 +143,7 @@ class GridResults(dict):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.unfinished: List[str] = []
+        self.tuned: Optional[Tuned] = None
 
 
 @dataclass
@@ -119,6 +179,9 @@ def add_grid_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs trained at once, each in its own process (default: %(default)s; on a CPU, e.g. "
                         "--jobs 2 --threads 1 on 2 cores)")
+    p.add_argument("--tuned", type=Path, metavar="STUDY",
+                   help="the selected.json (or output folder) of a finished experiments.tune study: its selected "
+                        "settings become its model's settings in every cell (a cell's own setting wins)")
     p.add_argument("--finished-only", action="store_true",
                    help="train nothing: write the tables from the runs already finished in --store; cells whose "
                         "seeds have not all finished read 'not finished' and are named in the notes")
@@ -185,10 +248,13 @@ def setting_name(key: str) -> str:
     return ".".join(path)
 
 
-def cell_config(config: Path, cell: Cell, seed: int, extra: Union[argparse.Namespace, str] = "") -> RunConfig:
-    """A cell's configuration for one seed: the dataset config, ``--extra`` (parsed, or its text), the cell's
-    overrides, the seed. A setting that ``--extra`` and the cell both set is refused (one would silently override
-    the other), and so is a seed set by the cell (the seeds are ``--seeds``')."""
+def cell_config(config: Path, cell: Cell, seed: int, extra: Union[argparse.Namespace, str] = "",
+                tuned: Optional[Tuned] = None) -> RunConfig:
+    """A cell's configuration for one seed: the dataset config, ``--extra`` (parsed, or its text), a study's
+    selected settings when the cell's model is the one tuned (``tuned``), the cell's overrides, the seed. A
+    setting that ``--extra`` and the cell (or the selection) both set is refused (one would silently override
+    the other), and so is a seed set by the cell (the seeds are ``--seeds``'); the cell's own setting replaces
+    a selected one."""
     ns = copy.deepcopy(parse_extra(extra) if isinstance(extra, str) else extra)
     given = {setting_name(k): option for k, option in settings_of(ns).items()}
     overrides = dict(cell.overrides)
@@ -206,7 +272,17 @@ def cell_config(config: Path, cell: Cell, seed: int, extra: Union[argparse.Names
     if "modalities" in overrides:
         ns.modalities = ",".join(overrides.pop("modalities"))
     ns.seed = seed
-    return config_from_args(config, ns, sets=overrides)
+    cfg = config_from_args(config, ns, sets=overrides)
+    if tuned is None or cfg.model != tuned.model:
+        return cfg
+    own = {setting_name(k) for k in cell.overrides}
+    selected = {k: v for k, v in tuned.settings.items() if setting_name(k) not in own}
+    for key in selected:
+        if setting_name(key) in given:
+            raise ConfigError(f"--extra sets {key} ({given[setting_name(key)]}), which study {tuned.study} selected "
+                              f"({key}={tuned.settings[key]!r}, {tuned.source}): drop it from --extra or --tuned",
+                              "--extra")
+    return config_from_args(config, ns, sets={**selected, **overrides})
 
 
 # ----------------------------------------------------------------------------------------- the store
@@ -289,11 +365,12 @@ def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args:
     if args.jobs < 1:
         raise ConfigError(f"must be >= 1, got {args.jobs}", "--jobs")
     extra = parse_extra(args.extra)
+    tuned = load_tuned(args.tuned, datasets) if getattr(args, "tuned", None) else None
     plan: List[Tuple[str, Cell, RunConfig, Path]] = []
     for name, path in datasets:
         for cell in cells:
             for seed in seeds:
-                cfg = cell_config(path, cell, seed, extra)
+                cfg = cell_config(path, cell, seed, extra, tuned)
                 plan.append((name, cell, cfg, store_folder(args.store, cfg)))
     unique = list(dict.fromkeys(folder for *_, folder in plan))  # a cell shared by two labels trains once
     cfg_of = {folder: cfg for _, _, cfg, folder in plan}
@@ -318,6 +395,7 @@ def run_cells(datasets: Sequence[Tuple[str, Path]], cells: Sequence[Cell], args:
         for folder, result in train_many(jobs, args.jobs):
             report(folder, result)
     out = GridResults((name, {}) for name, _ in datasets)
+    out.tuned = tuned
     for name, cell in ((name, cell) for name, _ in datasets for cell in cells):
         folders = [folder for n, c, _, folder in plan if n == name and c == cell]
         found = [f for f in folders if f in results]
@@ -455,6 +533,12 @@ def experiment_notes(datasets: Dict[str, Dict[str, CellRuns]], extra: str) -> Li
                      f"Cost: {cost_line(runs)}.")
     if extra.strip():
         notes.append(f"Options given to every run: `{extra.strip()}`.")
+    tuned = getattr(datasets, "tuned", None)
+    if tuned is not None:
+        notes.append(f"Tuned: {tuned.describe()}.")
+        if tuned.extra.strip() != extra.strip():
+            notes.append(f"The study ran with --extra `{tuned.extra.strip()}`, this command with `{extra.strip()}`: "
+                         "the selection was made under other options.")
     unfinished = getattr(datasets, "unfinished", [])
     if unfinished:
         notes.append(f"Written with --finished-only; {NOT_FINISHED} (left out, no mean over fewer seeds): "

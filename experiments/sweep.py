@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from experiments.grid import (METRICS, NOT_FINISHED, Cell, CellRuns, add_grid_options, cell_config, comparison,
-                              dataset_configs, fmt, parse_seeds, parse_values, publish, run_cells)
+from experiments.grid import (METRICS, NOT_FINISHED, Cell, CellRuns, Tuned, add_grid_options, cell_config, comparison,
+                              dataset_configs, fmt, load_tuned, parse_seeds, parse_values, publish, run_cells)
 from experiments.plot import Series, add_format_option, line_plot
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, DataFormatError
@@ -32,9 +32,10 @@ def label(param: str, value: float) -> str:
     return f"{param}={value:g}"
 
 
-def config_value(config: Path, param: str, extra: str) -> float:
-    """The dataset config's own value of ``param`` (what the other experiments run)."""
-    cfg = cell_config(config, Cell("base"), 0, extra)
+def config_value(config: Path, param: str, extra: str, tuned: Optional[Tuned] = None) -> float:
+    """The dataset config's own value of ``param`` (what the other experiments run), or a study's selected one
+    (``--tuned``)."""
+    cfg = cell_config(config, Cell("base"), 0, extra, tuned)
     if param in TRAIN_FIELDS:
         return getattr(cfg.train, param)
     try:
@@ -110,12 +111,14 @@ def main(argv=None):
         raise ConfigError("give the values to sweep (or --replot TABLE_CSV)", "--values")
     values = sorted(parse_values(args.values, "--values"))
     configs = dataset_configs(args.dataset)
-    own = {name: config_value(path, args.param, args.extra) for name, path in configs}
+    tuned = load_tuned(args.tuned, configs) if args.tuned else None
+    own = {name: config_value(path, args.param, args.extra, tuned) for name, path in configs}
+    whose = "tuned" if tuned is not None else "config"
     cells = [Cell(label(args.param, v), {args.param: v}) for v in values]
     datasets = run_cells(configs, cells, args, f"sweep {args.param}")
 
     header = [args.param] + [f"{n} {h}" if len(datasets) > 1 else h for n in datasets for h, _ in METRICS]
-    header.append("R@20 vs the config's value")
+    header.append(f"R@20 vs the {whose} value")
     rows = [header]
     for v, cell in zip(values, cells):
         row = [f"{v:g}"]
@@ -127,10 +130,10 @@ def main(argv=None):
                 continue
             row += [fmt(*runs[cell.label].mean_std(k)) for _, k in METRICS]
             ref = label(args.param, own[name])
-            verdict = ("(config value)" if v == own[name] else
+            verdict = (f"({whose} value)" if v == own[name] else
                        comparison(runs[cell.label].mean_std("recall@20"), runs[ref].mean_std("recall@20"))
                        if ref in runs else
-                       f"config value {own[name]:g} {NOT_FINISHED if own[name] in values else 'not swept'}")
+                       f"{whose} value {own[name]:g} {NOT_FINISHED if own[name] in values else 'not swept'}")
             verdicts.append(f"{name}: {verdict}" if len(datasets) > 1 else verdict)
         rows.append(row + ["; ".join(verdicts)])
     notes = []

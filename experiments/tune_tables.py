@@ -183,9 +183,12 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
             "core_seconds_per_epoch": per_epoch, "trials": counts,
             "core_hours_per_finished_trial": spent / 3600 / max(counts["complete"] + counts["pruned"], 1)}
     chosen = select(rows)
-    summary: Dict[str, Any] = {"study": study.study_name, "space": space, "metric": f"val {args.metric}",
-                               "selected": chosen, "grid_finished": left == 0,
-                               "cost": cost, "seeds": seeds}
+    # dataset, model, settings and extra: what experiment commands' --tuned needs (experiments.grid.load_tuned)
+    summary: Dict[str, Any] = {"study": study.study_name, "dataset": Path(args.config).stem,
+                               "model": study.user_attrs["definition"]["model"], "space": space,
+                               "metric": f"val {args.metric}", "selected": chosen,
+                               "settings": dict(points[chosen]) if chosen is not None else None,
+                               "grid_finished": left == 0, "extra": args.extra, "cost": cost, "seeds": seeds}
     lines = [f"# Study {study.study_name}", "",
              f"Grid of {len(points)} points over {', '.join(f'{k} ∈ {v}' for k, v in space.items())}; "
              f"pruner {args.pruner} (min epochs {args.min_epochs}, factor {args.reduction}); selection on "

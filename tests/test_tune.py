@@ -230,3 +230,59 @@ def test_surface_heat_map_has_a_panel_per_value_of_a_third_axis(tmp_path, monkey
 def test_a_missing_optional_library_is_one_clear_line():
     with pytest.raises(MissingExtra, match=r"needs the optional package 'no-such-lib'.*\[experiments\]"):
         require("no_such_lib", "this figure")
+
+
+def test_experiment_commands_run_a_finished_studys_selection(tmp_path):
+    from experiments import sweep, table3
+    from experiments.grid import load_tuned
+    from idsf_pyg.train.config import model_arg_value
+    out, store = tmp_path / "study", tmp_path / "store"
+    # No grid point is the config's own γ = 0.3 / β = 0.3, so a selection that is not applied shows.
+    summary = main(["--config", SYNTHETIC, "--param", "structure.gamma=1.0,3.0", "--param", "beta=0.0,0.1",
+                    "--pruner", "none", "--seeds", "0", "--threads", "1", "--extra", QUICK, "--store", str(store),
+                    "--out", str(out)])
+    gamma, beta = summary["settings"]["structure.gamma"], summary["settings"]["beta"]
+    assert summary["selected"] == f"structure.gamma={gamma},beta={beta}"
+    assert (summary["dataset"], summary["model"]) == ("synthetic", "idsf")
+    tuned = load_tuned(out)
+    value = lambda cfg, key: model_arg_value(cfg.model, cfg.model_args, key)  # noqa: E731
+    # A row's own switch wins over the selection; the other selected setting stays.
+    no_id = cell_config(Path(SYNTHETIC), Cell("structure w/o ID", {"structure.gamma": 0.0}), 0, QUICK, tuned)
+    assert (value(no_id, "gamma"), value(no_id, "beta")) == (0.0, beta)
+    # Another model's cell is untouched.
+    lightgcn = Cell("lightgcn", {"model": "lightgcn"})
+    assert cell_config(Path(SYNTHETIC), lightgcn, 0, QUICK, tuned) == cell_config(Path(SYNTHETIC), lightgcn, 0, QUICK)
+    assert sweep.config_value(Path(SYNTHETIC), "gamma", QUICK, tuned) == gamma
+
+    # Table 3's IDSF row is the study's selected run, read back (--finished-only trains nothing).
+    datasets = table3.main(["--dataset", SYNTHETIC, "--seeds", "0", "--extra", QUICK, "--store", str(store),
+                            "--out", str(tmp_path / "t3"), "--tuned", str(out), "--finished-only"])
+    idsf = datasets["synthetic"]["IDSF"]
+    chosen = next(t for t in study_trials(out) if t.params == summary["settings"])
+    assert idsf.folders == [Path(chosen.user_attrs["run"])] and training_sessions(idsf.folders[0]) == 1
+    assert [r["test"]["recall@20"] for r in idsf.results] == summary["test_per_seed"]["recall@20"]
+    assert "selected by study synthetic-idsf" in (tmp_path / "t3" / "table3.md").read_text()
+    # "content w/o contrast" is β = 0 at the selected γ: the study's run of that grid point; the rows the grid
+    # did not cover (γ = 0, no content, no ID enhancement) have not been trained.
+    no_contrast = next(t for t in study_trials(out) if t.params == {"structure.gamma": gamma, "beta": 0.0})
+    assert datasets["synthetic"]["content w/o contrast"].folders == [Path(no_contrast.user_attrs["run"])]
+    assert set(datasets["synthetic"]) == {"IDSF", "content w/o contrast"}
+
+    with pytest.raises(ConfigError, match="--extra sets beta .*which study synthetic-idsf selected"):
+        cell_config(Path(SYNTHETIC), Cell("IDSF"), 0, QUICK + " --set beta=0.5", tuned)
+    with pytest.raises(ConfigError, match="tuned idsf on synthetic, not on ml100k"):
+        load_tuned(out, [("ml100k", Path("experiments/configs/ml100k.yaml"))])
+    data = json.loads((out / "selected.json").read_text())
+    for change, message in (({"grid_finished": False}, "grid is not finished"),
+                            ({"settings": None}, "holds no selected configuration")):
+        (tmp_path / "bad.json").write_text(json.dumps({**data, **change}))
+        with pytest.raises(ConfigError, match=f"bad.json: .*{message}"):
+            load_tuned(tmp_path / "bad.json")
+    (tmp_path / "old.json").write_text(json.dumps({k: v for k, v in data.items() if k != "settings"}))
+    with pytest.raises(ConfigError, match="old.json: no settings field.*--tables-only"):
+        load_tuned(tmp_path / "old.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ConfigError, match="broken.json: not readable as JSON"):
+        load_tuned(tmp_path / "broken.json")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_tuned(tmp_path / "nowhere.json")
