@@ -210,6 +210,9 @@ class Objective:
             curve = result["val_curve"]
             for n, entry in enumerate(curve, start=1):
                 trial.report(best_so_far(curve[:n], self.metric), int(entry["epoch"]))
+                # Asked as a live trial is, so that successive halving records its value at each rung it passed
+                # and later trials compete with it there; the answer does not matter, the run has finished.
+                trial.should_prune()
         self._record(trial, result["val_curve"], result)
         value = result["val"][self.args.metric]
         print(f"[tune] trial {trial.number}: {name} finished, {self.args.metric} {100 * value:.3f} at epoch "

@@ -286,3 +286,19 @@ def test_experiment_commands_run_a_finished_studys_selection(tmp_path):
         load_tuned(tmp_path / "broken.json")
     with pytest.raises(ConfigError, match="no such file"):
         load_tuned(tmp_path / "nowhere.json")
+
+
+def test_a_finished_run_read_back_competes_at_the_rungs_it_passed(tmp_path):
+    import argparse
+    args = argparse.Namespace(store=tmp_path / "store", device="cpu", threads=1, overwrite=False, metric="recall@20")
+    cfg = cell_config(Path(SYNTHETIC), Cell("beta=0.3", {"beta": 0.3}), 0, QUICK)
+    trained = run(cfg, store_folder(args.store, cfg), device="cpu", threads=1, progress=False)  # by another command
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.GridSampler({"beta": [0.3]}),
+                                pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2))
+    study.optimize(Objective(optuna, {"beta=0.3": cfg}, {"beta": [0.3]}, args, tmp_path / "study"), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "COMPLETE" and trial.value == trained["val"]["recall@20"]
+    # Rungs at epochs 1, 2, 4: the best validation so far at each, as a live trial records them.
+    curve = [e["val_recall@20"] for e in trained["val_curve"]]
+    assert [trial.system_attrs.get(f"completed_rung_{r}") for r in range(4)] == [
+        max(curve[:1]), max(curve[:2]), max(curve[:4]), None]
