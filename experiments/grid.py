@@ -472,7 +472,7 @@ def cost_line(all_runs: Sequence[Dict[str, Any]]) -> str:
     hw = all_runs[0]["hardware"]
     where = (hw["gpu"] if "gpu" in hw else
              f"{hw.get('cpu_count', '?')}-core CPU ({hw.get('cpu') or '?'}), {hw.get('torch_threads', '?')} torch threads")
-    return (f"{len(all_runs)} runs, {total / 60:.1f} min of training in all "
+    return (f"{len(all_runs)} run{'' if len(all_runs) == 1 else 's'}, {total / 60:.1f} min of training in all "
             f"({total / max(len(all_runs), 1) / 60:.1f} min per run) on {where}")
 
 
@@ -524,7 +524,8 @@ def experiment_notes(datasets: Dict[str, Dict[str, CellRuns]], extra: str) -> Li
     notes = ["Test metrics (%) at each run's best validation Recall@20, mean ± sample std over the seeds "
              "(full ranking over all items, training items masked)."]
     for name, cells in datasets.items():
-        runs = [r for c in cells.values() for r in c.results]
+        # each run once, though two rows may share it (a zero weight or --tuned makes two cells one run)
+        runs = list({f: r for c in cells.values() for f, r in zip(c.folders, c.results)}.values())
         if not runs:
             notes.append(f"{name}: no cell has finished all its seeds yet.")
             continue

@@ -234,7 +234,7 @@ def test_a_missing_optional_library_is_one_clear_line():
 
 def test_experiment_commands_run_a_finished_studys_selection(tmp_path):
     from experiments import sweep, table3
-    from experiments.grid import load_tuned
+    from experiments.grid import GridResults, experiment_notes, load_tuned
     from idsf_pyg.train.config import model_arg_value
     out, store = tmp_path / "study", tmp_path / "store"
     # No grid point is the config's own γ = 0.3 / β = 0.3, so a selection that is not applied shows.
@@ -262,6 +262,9 @@ def test_experiment_commands_run_a_finished_studys_selection(tmp_path):
     assert idsf.folders == [Path(chosen.user_attrs["run"])] and training_sessions(idsf.folders[0]) == 1
     assert [r["test"]["recall@20"] for r in idsf.results] == summary["test_per_seed"]["recall@20"]
     assert "selected by study synthetic-idsf" in (tmp_path / "t3" / "table3.md").read_text()
+    shared = GridResults({"synthetic": {"a": idsf, "b": idsf}})               # two rows, one run: its cost once
+    seconds = idsf.results[0]["seconds"]["train_total"]
+    assert f"Cost: 1 run, {seconds / 60:.1f} min of training" in " ".join(experiment_notes(shared, QUICK))
     # "content w/o contrast" is β = 0 at the selected γ: the study's run of that grid point; the rows the grid
     # did not cover (γ = 0, no content, no ID enhancement) have not been trained.
     no_contrast = next(t for t in study_trials(out) if t.params == {"structure.gamma": gamma, "beta": 0.0})
