@@ -3,6 +3,7 @@
     python -m experiments.sweep --param gamma --values 0,0.1,0.3,1.0 --dataset ml100k --jobs 2 --threads 1
     python -m experiments.sweep --param beta --values 0,0.1,0.3,1.0 --dataset ml100k --jobs 2 --threads 1
     python -m experiments.sweep --param gamma --values 0,0.1,0.3,0.5,1.0 --dataset baby,sports,clothing --device cuda
+    python -m experiments.sweep --param gamma --values 0.1,0.3,1,3,10 --tuned runs/tune/ml100k-idsf  # at the selected β
 
 Each value v trains the dataset config with ``--set PARAM=v`` for every seed (γ = 0 is the paper's
 "structure w/o ID" by another road, β = 0 its "content w/o contrast"); the value equal to the config's own

@@ -3,6 +3,7 @@
     python -m experiments.table2 --dataset ml100k --jobs 2 --threads 1
     python -m experiments.table2 --dataset baby_random --models bpr,ngcf,lightgcn --device cuda
     python -m experiments.table2 --dataset baby --seeds 0,1,2,3,4 --device cuda   # with the real feature files
+    python -m experiments.table2 --dataset ml100k --tuned runs/tune/ml100k-idsf  # IDSF at a tuning study's selection
 
 --dataset names dataset configs in experiments/configs/ (baby, baby_random, sports, clothing, ml100k,
 synthetic): each fixes the data, the features and IDSF's per-dataset hyper-parameters; every other model

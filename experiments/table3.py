@@ -2,6 +2,7 @@
 
     python -m experiments.table3 --dataset ml100k --jobs 2 --threads 1
     python -m experiments.table3 --dataset baby,sports,clothing --device cuda   # with the real feature files
+    python -m experiments.table3 --dataset ml100k --tuned runs/tune/ml100k-idsf  # at a tuning study's γ and β
 
 Rows (section 4.3): *w/o content* (the score uses the structural item representation only),
 *content w/o contrast* (β = 0), *content w/o ID* (no ID enhancement of the modalities, eq. 1 skipped),

@@ -2,6 +2,7 @@
 
     python -m experiments.table4 --dataset ml100k --jobs 2 --threads 1
     python -m experiments.table4 --dataset baby,sports,clothing --device cuda   # with the real feature files
+    python -m experiments.table4 --dataset ml100k --tuned runs/tune/ml100k-idsf  # at a tuning study's γ and β
 
 Section 4.4's missing-modality experiment, for the modalities of the dataset's graph (ML-100k: the MiniLM
 text of the titles and the Freebase knowledge graph; Amazon: image and text). For each modality m,
