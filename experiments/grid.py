@@ -99,7 +99,7 @@ class Tuned:
                 "a cell's own setting replaces the selected one")
 
 
-TUNED_FIELDS = ("study", "dataset", "model", "settings", "metric", "grid_finished")
+TUNED_FIELDS = ("study", "dataset", "model", "settings", "metric", "grid_finished", "selection_final")
 
 
 def load_tuned(path: Path, datasets: Sequence[Tuple[str, Path]] = ()) -> Tuned:
@@ -121,6 +121,9 @@ def load_tuned(path: Path, datasets: Sequence[Tuple[str, Path]] = ()) -> Tuned:
     if not data["grid_finished"]:
         raise ConfigError(f"{file}: study {data['study']}'s grid is not finished, so its selection may still change; "
                           "continue the study first", "--tuned")
+    if not data["selection_final"]:
+        raise ConfigError(f"{file}: study {data['study']}'s audit of {', '.join(data.get('audit_pending') or [])} has "
+                          "not finished, so its selection may still change; continue the study first", "--tuned")
     if not isinstance(data["settings"], dict) or not data["settings"]:
         raise ConfigError(f"{file}: field 'settings' holds no selected configuration ({data['settings']!r})", "--tuned")
     tuned = Tuned(file, str(data["study"]), str(data["dataset"]), str(data["model"]), dict(data["settings"]),

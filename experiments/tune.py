@@ -51,8 +51,8 @@ from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seed
                               train_many)
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options
-from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, select, to_audit, trial_rows,
-                                    trials_by_point, unfinished, write_tables)
+from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, audit_pending, select, to_audit,
+                                    trial_rows, trials_by_point, unfinished, write_tables)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
 from idsf_pyg.io import write_json
@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "crashed and is retried (default: %(default)s)")
     p.add_argument("--audit", type=int, default=0, metavar="K",
                    help="once the grid is done, train the K pruned points that came closest to going on to their end "
-                        "(from their checkpoints), as a check of the pruner; selection counts them (default: "
+                        "(from their checkpoints), as a check of the pruner; selection counts them and waits for them. "
+                        "Recorded in the study: the largest K given applies to every later command (default: "
                         "%(default)s)")
     p.add_argument("--tables-only", action="store_true",
                    help="train nothing: write the tables from the study and the runs finished so far")
@@ -332,6 +333,11 @@ def main(argv=None) -> Dict[str, Any]:
                   **({"max_seconds": args.max_seconds} if args.max_seconds is not None else {})}
     optuna = load_optuna()
     study = open_study(optuna, args, out, definition, space)   # created once, before any worker starts
+    # The audit asked for is part of the study: the largest K any worker was given applies to every later command
+    # (--tables-only included), which calls nothing selected until those K points have finished.
+    audit = max(args.audit, int(study.user_attrs.get("audit", 0)))
+    if args.audit > int(study.user_attrs.get("audit", 0)) and not args.tables_only:
+        study.set_user_attr("audit", args.audit)
 
     if not args.tables_only:
         job = (args, configs, points, space, definition, out)
@@ -353,10 +359,10 @@ def main(argv=None) -> Dict[str, Any]:
 
     rows = trial_rows(study, points, args.metric, finished)
     grid_done = unfinished(rows) == 0
-    if grid_done and args.audit and not args.tables_only:
+    if grid_done and audit and not args.tables_only:
         # The pruner's check: the pruned points that came closest to going on, trained to their end from their
-        # checkpoints; selection then counts them as any complete point.
-        names = to_audit(rows, args.audit)
+        # checkpoints (one already finished is read back); selection then counts them as any complete point.
+        names = to_audit(rows, audit)
         print(f"[tune] audit of the pruner: training {', '.join(names) or 'nothing'} to the end", flush=True)
         jobs = [(configs[n], store_folder(args.store, configs[n]), args.device, args.threads, args.overwrite)
                 for n in names]
@@ -365,15 +371,16 @@ def main(argv=None) -> Dict[str, Any]:
         rows = trial_rows(study, points, args.metric, finished)
     chosen = select(rows)
     selected_runs = None
-    if chosen is not None:
+    final = chosen is not None and grid_done and not audit_pending(rows, audit)
+    if final:  # no test metric of a point that is not yet the selection
         cfgs = [cell_config(args.config, Cell(chosen, {**fixed, **points[chosen]}), s, extra) for s in seeds]
-        if args.tables_only or not grid_done:
+        if args.tables_only:
             found = [finished_run(c, store_folder(args.store, c)) for c in cfgs]
             selected_runs = found if all(r is not None for r in found) else None
-        else:  # the grid is done: the selected configuration over every seed, to convergence, --jobs at a time
+        else:  # the selected configuration over every seed, to convergence, --jobs at a time
             jobs = [(c, store_folder(args.store, c), args.device, args.threads, args.overwrite) for c in cfgs]
             selected_runs = [result for _, result in train_many(jobs, args.jobs)]
-    return write_tables(args, study, rows, points, space, seeds, out, selected_runs)
+    return write_tables(args, study, rows, points, space, seeds, out, selected_runs, audit)
 
 
 if __name__ == "__main__":

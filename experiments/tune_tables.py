@@ -78,9 +78,19 @@ def unfinished(rows: Dict[str, Dict[str, Any]]) -> int:
 
 def to_audit(rows: Dict[str, Dict[str, Any]], k: int) -> List[str]:
     """The ``k`` pruned points that came closest to going on: the furthest rung first (the most epochs trained),
-    then the best validation value reported there."""
-    pruned = [n for n, r in rows.items() if r["state"] == "pruned" and r["value"] is not None]
-    return sorted(pruned, key=lambda n: (-rows[n]["epochs"], -rows[n]["value"], list(rows).index(n)))[:k]
+    then the best validation value reported there. Points already audited count with where they were pruned, so
+    the same ``k`` names the same points before, during and after the audit."""
+    def pruned_at(n: str):
+        r = rows[n]
+        return (r["pruned_at"], r["pruned_value"]) if r.get("audited") else (r["epochs"], r["value"])
+    pruned = [n for n, r in rows.items() if (r["state"] == "pruned" and r["value"] is not None) or r.get("audited")]
+    return sorted(pruned, key=lambda n: (-pruned_at(n)[0], -pruned_at(n)[1], list(rows).index(n)))[:k]
+
+
+def audit_pending(rows: Dict[str, Dict[str, Any]], k: int) -> List[str]:
+    """The points of a ``k``-point audit whose runs have not finished: until there are none, the best complete
+    point may still be overtaken, so it is not yet the selection."""
+    return [n for n in to_audit(rows, k) if rows[n]["state"] != "complete"]
 
 
 def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
@@ -161,7 +171,7 @@ def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metri
 
 
 def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, seeds: List[int], out: Path,
-                 selected_runs: Optional[List[Dict[str, Any]]]) -> Dict[str, Any]:
+                 selected_runs: Optional[List[Dict[str, Any]]], audit: int = 0) -> Dict[str, Any]:
     with atomic_open(out / "trials.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow([*space, "state", "trial", f"val_{args.metric}", "epochs", "best_epoch", "core_seconds", "run"])
@@ -183,12 +193,15 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
             "core_seconds_per_epoch": per_epoch, "trials": counts,
             "core_hours_per_finished_trial": spent / 3600 / max(counts["complete"] + counts["pruned"], 1)}
     chosen = select(rows)
+    pending = audit_pending(rows, audit) if left == 0 else []
     # dataset, model, settings and extra: what experiment commands' --tuned needs (experiments.grid.load_tuned)
     summary: Dict[str, Any] = {"study": study.study_name, "dataset": Path(args.config).stem,
                                "model": study.user_attrs["definition"]["model"], "space": space,
                                "metric": f"val {args.metric}", "selected": chosen,
                                "settings": dict(points[chosen]) if chosen is not None else None,
-                               "grid_finished": left == 0, "extra": args.extra, "cost": cost, "seeds": seeds}
+                               "grid_finished": left == 0, "audit": audit, "audit_pending": pending,
+                               "selection_final": chosen is not None and left == 0 and not pending,
+                               "extra": args.extra, "cost": cost, "seeds": seeds}
     lines = [f"# Study {study.study_name}", "",
              f"Grid of {len(points)} points over {', '.join(f'{k} ∈ {v}' for k, v in space.items())}; "
              f"pruner {args.pruner} (min epochs {args.min_epochs}, factor {args.reduction}); selection on "
@@ -206,7 +219,9 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
         lines.append("No trial has completed yet: nothing selected.")
     else:
         lines.append((f"Best on validation so far ({left} grid points not finished, so not yet the selection)"
-                      if left else "Selected on validation")
+                      if left else
+                      f"Best on validation so far (the audit of {', '.join(pending)} has not finished, so not yet "
+                      "the selection)" if pending else "Selected on validation")
                      + f": **{chosen}** (validation {args.metric} {100 * rows[chosen]['value']:.2f} %, "
                        f"trial {rows[chosen]['trial']}).")
         audited = [n for n, r in rows.items() if r.get("audited")]
@@ -218,8 +233,11 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
                       + "; ".join(f"{n} (pruned @{rows[n]['pruned_at']} at {100 * rows[n]['pruned_value']:.2f}, "
                                   f"ends at {100 * rows[n]['value']:.2f})" for n in audited)
                       + (". The selected point is one of them: the pruner alone would have missed it."
-                         if missed else ". None of them beats the selection.")]
-        if selected_runs is None:
+                         if missed else ". None of them beats the best complete point." if pending else
+                         ". None of them beats the selection.")]
+        if not summary["selection_final"]:
+            lines.append("Test metrics: none shown until the selection is final.")
+        elif selected_runs is None:
             lines.append(f"Test metrics: not yet, the selected configuration's seeds {seeds} have not all finished.")
         else:
             keys = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]

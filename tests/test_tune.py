@@ -139,8 +139,12 @@ def test_audit_trains_the_pruned_point_closest_to_going_on_to_its_end(tmp_path):
     # The one that came closest: the most epochs, then the best value reported at its last one.
     closest = max(pruned, key=lambda t: (max(t.intermediate_values), t.intermediate_values[max(t.intermediate_values)],
                                          -t.number))
-    after = main(argv + ["--audit", "1"])
     name = f"structure.gamma={closest.params['structure.gamma']},beta=0.3"
+    # Asked for but not run yet (tables only): nothing is the selection, and no test metric is shown.
+    waiting = main(argv + ["--audit", "1", "--tables-only"])
+    assert waiting["audit_pending"] == [name] and waiting["selection_final"] is False and "test" not in waiting
+    assert f"the audit of {name} has not finished" in (out / "selected.md").read_text()
+    after = main(argv + ["--audit", "1"])
     assert list(after["audited"]) == [name] and after["cost"]["trials"]["pruned"] == len(pruned) - 1
     assert after["audited"][name]["pruned_at"] == max(closest.intermediate_values)
     # Resumed from the pruned checkpoint, the run ends where a run trained straight through ends.
@@ -155,6 +159,12 @@ def test_audit_trains_the_pruned_point_closest_to_going_on_to_its_end(tmp_path):
     grid = [f"structure.gamma={g},beta=0.3" for g in (0.0, 0.3, 1.0, 3.0)]
     assert after["selected"] == max(complete, key=lambda n: (complete[n], -grid.index(n)))
     assert "(audit; pruned @" in (out / "surface.md").read_text()
+    assert after["selection_final"] is True and after["audit_pending"] == []
+    # The audit is recorded in the study: a later worker without --audit keeps it, and the same K names the
+    # same point after it finished (no second point is trained).
+    again = main(argv)
+    assert again["audit"] == 1 and again["audited"] == after["audited"] and again["selection_final"] is True
+    assert again["cost"]["trials"] == after["cost"]["trials"]
 
 
 def test_a_changed_search_under_the_same_name_is_refused(tmp_path):
@@ -277,6 +287,7 @@ def test_experiment_commands_run_a_finished_studys_selection(tmp_path):
         load_tuned(out, [("ml100k", Path("experiments/configs/ml100k.yaml"))])
     data = json.loads((out / "selected.json").read_text())
     for change, message in (({"grid_finished": False}, "grid is not finished"),
+                            ({"selection_final": False, "audit_pending": ["beta=1"]}, "audit of beta=1 has not"),
                             ({"settings": None}, "holds no selected configuration")):
         (tmp_path / "bad.json").write_text(json.dumps({**data, **change}))
         with pytest.raises(ConfigError, match=f"bad.json: .*{message}"):
