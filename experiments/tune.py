@@ -51,7 +51,7 @@ from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seed
                               train_many)
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options
-from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, audit_pending, select, to_audit,
+from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, final_selection, to_audit,
                                     trial_rows, trials_by_point, unfinished, write_tables)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
@@ -336,8 +336,8 @@ def main(argv=None) -> Dict[str, Any]:
     # The audit asked for is part of the study: the largest K any worker was given applies to every later command
     # (--tables-only included), which calls nothing selected until those K points have finished.
     audit = max(args.audit, int(study.user_attrs.get("audit", 0)))
-    if args.audit > int(study.user_attrs.get("audit", 0)) and not args.tables_only:
-        study.set_user_attr("audit", args.audit)
+    if audit > int(study.user_attrs.get("audit", 0)) and not args.tables_only:
+        study.set_user_attr("audit", audit)
 
     if not args.tables_only:
         job = (args, configs, points, space, definition, out)
@@ -369,10 +369,9 @@ def main(argv=None) -> Dict[str, Any]:
         for _ in train_many(jobs, args.jobs):
             pass
         rows = trial_rows(study, points, args.metric, finished)
-    chosen = select(rows)
+    chosen = final_selection(rows, audit)   # no test metric of a point that is not yet the selection
     selected_runs = None
-    final = chosen is not None and grid_done and not audit_pending(rows, audit)
-    if final:  # no test metric of a point that is not yet the selection
+    if chosen is not None:
         cfgs = [cell_config(args.config, Cell(chosen, {**fixed, **points[chosen]}), s, extra) for s in seeds]
         if args.tables_only:
             found = [finished_run(c, store_folder(args.store, c)) for c in cfgs]

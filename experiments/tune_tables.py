@@ -80,17 +80,22 @@ def to_audit(rows: Dict[str, Dict[str, Any]], k: int) -> List[str]:
     """The ``k`` pruned points that came closest to going on: the furthest rung first (the most epochs trained),
     then the best validation value reported there. Points already audited count with where they were pruned, so
     the same ``k`` names the same points before, during and after the audit."""
-    def pruned_at(n: str):
-        r = rows[n]
-        return (r["pruned_at"], r["pruned_value"]) if r.get("audited") else (r["epochs"], r["value"])
-    pruned = [n for n, r in rows.items() if (r["state"] == "pruned" and r["value"] is not None) or r.get("audited")]
-    return sorted(pruned, key=lambda n: (-pruned_at(n)[0], -pruned_at(n)[1], list(rows).index(n)))[:k]
+    where = {n: (r["pruned_at"], r["pruned_value"]) if r.get("audited") else (r["epochs"], r["value"])
+             for n, r in rows.items() if (r["state"] == "pruned" and r["value"] is not None) or r.get("audited")}
+    order = list(rows)
+    return sorted(where, key=lambda n: (-where[n][0], -where[n][1], order.index(n)))[:k]
 
 
 def audit_pending(rows: Dict[str, Dict[str, Any]], k: int) -> List[str]:
     """The points of a ``k``-point audit whose runs have not finished: until there are none, the best complete
     point may still be overtaken, so it is not yet the selection."""
     return [n for n in to_audit(rows, k) if rows[n]["state"] != "complete"]
+
+
+def final_selection(rows: Dict[str, Dict[str, Any]], audit: int) -> Optional[str]:
+    """The selection once it can no longer change (the grid and the ``audit``-point audit done), else ``None``."""
+    chosen = select(rows)
+    return chosen if chosen is not None and unfinished(rows) == 0 and not audit_pending(rows, audit) else None
 
 
 def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
@@ -200,7 +205,7 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
                                "metric": f"val {args.metric}", "selected": chosen,
                                "settings": dict(points[chosen]) if chosen is not None else None,
                                "grid_finished": left == 0, "audit": audit, "audit_pending": pending,
-                               "selection_final": chosen is not None and left == 0 and not pending,
+                               "selection_final": final_selection(rows, audit) is not None,
                                "extra": args.extra, "cost": cost, "seeds": seeds}
     lines = [f"# Study {study.study_name}", "",
              f"Grid of {len(points)} points over {', '.join(f'{k} ∈ {v}' for k, v in space.items())}; "

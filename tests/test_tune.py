@@ -275,6 +275,8 @@ def test_experiment_commands_run_a_finished_studys_selection(tmp_path):
     shared = GridResults({"synthetic": {"a": idsf, "b": idsf}})               # two rows, one run: its cost once
     seconds = idsf.results[0]["seconds"]["train_total"]
     assert f"Cost: 1 run, {seconds / 60:.1f} min of training" in " ".join(experiment_notes(shared, QUICK))
+    shared.tuned = tuned                                  # a table under other options than the study's says so
+    assert f"study ran with --extra `{QUICK}`, this command with none" in " ".join(experiment_notes(shared, ""))
     # "content w/o contrast" is β = 0 at the selected γ: the study's run of that grid point; the rows the grid
     # did not cover (γ = 0, no content, no ID enhancement) have not been trained.
     no_contrast = next(t for t in study_trials(out) if t.params == {"structure.gamma": gamma, "beta": 0.0})
