@@ -105,6 +105,20 @@ def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
     return search_select(done, "value") if done else None
 
 
+def unpruned_estimate(rows: Dict[str, Dict[str, Any]]) -> float:
+    """Core-seconds the grid would have cost without pruning: a complete point its own run's time; any other
+    point its own measured seconds per epoch (the mean over all trained epochs where it has none) times the
+    mean epochs of the complete points. Per point, because an epoch's cost varies several-fold across a grid
+    (IDSF's contrastive loss is off at β = 0). NaN before any point has completed."""
+    done = [r for r in rows.values() if r["state"] == "complete"]
+    if not done:
+        return float("nan")
+    mean_epochs = sum(r["epochs"] for r in done) / len(done)
+    overall = sum(r["seconds"] for r in rows.values()) / max(sum(r["epochs"] for r in rows.values()), 1)
+    return sum(r["seconds"] if r["state"] == "complete" else
+               (r["seconds"] / r["epochs"] if r["epochs"] else overall) * mean_epochs for r in rows.values())
+
+
 def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str) -> str:
     """The validation surface over the first two axes (one grid per value of any further axes)."""
     keys = list(space)
@@ -193,7 +207,7 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
     spent = sum(r["seconds"] for r in rows.values())
     done = [r for r in rows.values() if r["state"] == "complete"]
     per_epoch = spent / max(sum(r["epochs"] for r in rows.values()), 1)
-    full = len(points) * (sum(r["epochs"] for r in done) / len(done)) * per_epoch if done else float("nan")
+    full = unpruned_estimate(rows)
     cost = {"core_hours_spent": spent / 3600, "core_hours_unpruned_estimate": full / 3600,
             "core_seconds_per_epoch": per_epoch, "trials": counts,
             "core_hours_per_finished_trial": spent / 3600 / max(counts["complete"] + counts["pruned"], 1)}
@@ -215,8 +229,9 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
              f"{counts['running']} running, {counts['waiting']} waiting for a worker (retries), "
              f"{counts['not started']} not started.", "",
              f"Cost: {cost['core_hours_spent']:.2f} core-hours of training so far "
-             f"({cost['core_hours_per_finished_trial']:.2f} per finished trial); the unpruned grid, estimated as "
-             f"every point trained for the mean epochs of the complete trials, "
+             f"({cost['core_hours_per_finished_trial']:.2f} per finished trial); the unpruned grid, estimated "
+             "with each point's own seconds per epoch, a pruned or unstarted point trained for the mean epochs of "
+             "the complete trials, "
              + (f"{cost['core_hours_unpruned_estimate']:.2f} core-hours." if done else "needs a complete trial."),
              "(A point read back from the run store counts with the time its run took, whichever command trained it.)",
              ""]

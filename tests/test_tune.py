@@ -15,7 +15,7 @@ from experiments.extras import MissingExtra, require  # noqa: E402
 from experiments.grid import Cell, cell_config, store_folder  # noqa: E402
 from experiments.search import combo_name  # noqa: E402
 from experiments.tune import Objective, main, search_space  # noqa: E402
-from experiments.tune_tables import heat_map, select, surface_markdown  # noqa: E402
+from experiments.tune_tables import heat_map, select, surface_markdown, unpruned_estimate  # noqa: E402
 from idsf_pyg.errors import ConfigError  # noqa: E402
 from idsf_pyg.train import run  # noqa: E402
 from tests.time_limits import hang_guard  # noqa: E402
@@ -196,6 +196,16 @@ def test_search_space_selection_and_surface():
     assert select(rows) == "a=3"   # the pruned trial's higher early value is not a result; ties: the earlier point
     table = surface_markdown({"a": [1, 2, 3, 4]}, rows, "recall@20")
     assert "| 2 | pruned @5 (90.00) |" in table and "| 3 | 30.00 |" in table
+
+
+def test_unpruned_estimate_prices_each_point_at_its_own_epoch_cost():
+    rows = {"a": {"state": "complete", "epochs": 100, "seconds": 1000.0},     # 10 s per epoch
+            "b": {"state": "complete", "epochs": 50, "seconds": 3500.0},      # 70 s per epoch
+            "c": {"state": "pruned", "epochs": 10, "seconds": 600.0},         # 60 s per epoch, would run 75
+            "d": {"state": "not started", "epochs": 0, "seconds": 0.0}}       # priced at the overall 32 s
+    overall = (1000 + 3500 + 600) / 160
+    assert unpruned_estimate(rows) == pytest.approx(1000 + 3500 + 60 * 75 + overall * 75)
+    assert np.isnan(unpruned_estimate({"c": rows["c"], "d": rows["d"]}))     # nothing complete: no estimate
 
 
 def test_a_retried_point_costs_its_run_once():
