@@ -28,6 +28,7 @@ from idsf_pyg.train.run_folder import MANIFEST
 from preprocessing import download
 from tests.forge import forge_manifest
 from tests.test_bad_inputs import NUM_USERS, good_split, interactions_of, write_config, write_split
+from tests.time_limits import hang_guard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -332,12 +333,21 @@ def _command(ws: Path, out: Path, *extra: str) -> List[str]:
             "--no-progress", "--device", "cpu", "--threads", "1", *extra]
 
 
+def _ctrl_c_interrupts():
+    # A shell starts a background job with SIGINT ignored, a child inherits that, and Python then never raises
+    # KeyboardInterrupt: the Ctrl-C below would be lost and the test would wait forever (seen with `pytest &`).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_two_writers_one_folder_the_second_is_refused_and_the_first_finishes_whole(runs, tmp_path):
     out = tmp_path / "D"
     first = subprocess.Popen(_command(runs, out, "--epochs", "100000", "--patience", "100000"), cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=_ctrl_c_interrupts)
     try:
+        deadline = time.monotonic() + hang_guard(120)
         while first.poll() is None and not ((out / ".lock").is_file() and (out / ".lock").read_text()):
+            assert time.monotonic() < deadline, "the first writer never recorded itself in its lock"
             time.sleep(0.05)                     # until the first writer has recorded itself
         assert first.poll() is None, first.communicate()[0]
         second = subprocess.run(_command(runs, out, "--epochs", "3", "--seed", "1"), cwd=REPO, capture_output=True,
@@ -346,7 +356,7 @@ def test_two_writers_one_folder_the_second_is_refused_and_the_first_finishes_who
         assert "another process is writing" in second.stderr and f"pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
         first.send_signal(signal.SIGINT)        # Ctrl-C: the first stops, its checkpoint kept
-        first.communicate()
+        first.communicate(timeout=hang_guard(120))
     finally:
         if first.poll() is None:
             first.kill()
