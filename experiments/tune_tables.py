@@ -93,7 +93,9 @@ def audit_pending(rows: Dict[str, Dict[str, Any]], k: int) -> List[str]:
 
 
 def final_selection(rows: Dict[str, Dict[str, Any]], audit: int) -> Optional[str]:
-    """The selection once it can no longer change (the grid and the ``audit``-point audit done), else ``None``."""
+    """The selection once the study's own work is done (the grid and the ``audit``-point audit), else ``None``. The
+    study cannot change it after that; a pruned point that another command later trains to its end (a sweep, a
+    table) is a validation result like any other and can still take it over (``selected.md`` says so)."""
     chosen = select(rows)
     return chosen if chosen is not None and unfinished(rows) == 0 and not audit_pending(rows, audit) else None
 
@@ -119,8 +121,10 @@ def unpruned_estimate(rows: Dict[str, Dict[str, Any]]) -> float:
                (r["seconds"] / r["epochs"] if r["epochs"] else overall) * mean_epochs for r in rows.values())
 
 
-def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str) -> str:
-    """The validation surface over the first two axes (one grid per value of any further axes)."""
+def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str,
+                     audit_points: Sequence[str] = ()) -> str:
+    """The validation surface over the first two axes (one grid per value of any further axes); a pruned point
+    whose run was trained to its end reads 'audit' when it is one of ``audit_points``, else 'finished later'."""
     keys = list(space)
     if len(keys) == 1:
         keys.append("")
@@ -137,23 +141,26 @@ def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]
             for cv in space[c_key]:
                 point = {r_key: rv, **({c_key: cv} if c_key else {}), **dict(zip(rest, fixed))}
                 r = rows[combo_name({k: point[k] for k in space if k})]
-                cells.append(_cell(r))
+                cells.append(_cell(r, combo_name({k: point[k] for k in space if k}) in audit_points))
             lines.append(f"| {rv} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(line for line in lines if line != ""))
     return (f"Validation {metric} (%) at each trial's best epoch; 'pruned @e' gives the last value reported "
             "before the pruner stopped it, 'running @e' the latest so far; 'audit' marks a point the pruner stopped "
-            "and its run was then trained to its end.\n\n" + "\n\n".join(blocks) + "\n")
+            "and the study's audit then trained to its end, 'finished later' one whose run another command (a "
+            "table or sweep) trained to its end.\n\n" + "\n\n".join(blocks) + "\n")
 
 
-def _cell(r: Dict[str, Any]) -> str:
+def _cell(r: Dict[str, Any], audit: bool = True) -> str:
     if r["state"] == "complete":
-        return f"{100 * r['value']:.2f}" + (f" (audit; pruned @{r['pruned_at']})" if r.get("audited") else "")
+        how = "audit" if audit else "finished later"
+        return f"{100 * r['value']:.2f}" + (f" ({how}; pruned @{r['pruned_at']})" if r.get("audited") else "")
     if r["state"] in ("pruned", "running") and r["value"] is not None:
         return f"{r['state']} @{r['epochs']} ({100 * r['value']:.2f})"
     return r["state"]
 
 
-def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str, path: Path) -> Optional[str]:
+def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str, path: Path,
+             audit_points: Sequence[str] = ()) -> Optional[str]:
     """OUT/surface.png: the first two axes as rows and columns, one panel per combination of the values of any
     further axes, the best complete point framed; ``None``, or why it was not drawn."""
     keys = list(space)
@@ -175,7 +182,8 @@ def heat_map(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metri
                 highlight = (i, j) if name == chosen else highlight
                 if r["state"] == "complete":
                     values[i, j] = 100 * r["value"]
-                    labels[i][j] = f"{values[i, j]:.2f}" + ("\naudit" if r.get("audited") else "")
+                    labels[i][j] = f"{values[i, j]:.2f}" + (("\naudit" if name in audit_points else "\nfinished later")
+                                                            if r.get("audited") else "")
                 elif r["state"] in ("pruned", "running") and r["value"] is not None:
                     labels[i][j] = f"{r['state']} @{r['epochs']}\n({100 * r['value']:.2f})"
                 else:
@@ -198,8 +206,9 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
             r = rows[name]
             w.writerow([*point.values(), r["state"], r.get("trial", ""), "" if r["value"] is None else r["value"],
                         r["epochs"], r.get("best_epoch") or "", f"{r['seconds']:.1f}", r.get("run", "")])
-    write_text(out / "surface.md", surface_markdown(space, rows, args.metric))
-    figure_note = heat_map(space, rows, args.metric, out / f"surface.{args.format}")
+    audit_points = to_audit(rows, audit)
+    write_text(out / "surface.md", surface_markdown(space, rows, args.metric, audit_points))
+    figure_note = heat_map(space, rows, args.metric, out / f"surface.{args.format}", audit_points)
 
     counts = {s: sum(r["state"] == s for r in rows.values())
               for s in ("complete", "pruned", "fail", "running", "waiting", "not started")}
@@ -244,17 +253,28 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
                       "the selection)" if pending else "Selected on validation")
                      + f": **{chosen}** (validation {args.metric} {100 * rows[chosen]['value']:.2f} %, "
                        f"trial {rows[chosen]['trial']}).")
-        audited = [n for n, r in rows.items() if r.get("audited")]
+        audited = [n for n, r in rows.items() if r.get("audited") and n in audit_points]
+        later = [n for n, r in rows.items() if r.get("audited") and n not in audit_points]
+        ended = lambda names: "; ".join(f"{n} (pruned @{rows[n]['pruned_at']} at {100 * rows[n]['pruned_value']:.2f}, "  # noqa: E731
+                                        f"ends at {100 * rows[n]['value']:.2f})" for n in names)
         if audited:
             summary["audited"] = {n: {"pruned_at": rows[n]["pruned_at"], "pruned_value": rows[n]["pruned_value"],
                                       "value": rows[n]["value"]} for n in audited}
-            missed = [n for n in audited if n == chosen]
             lines += ["", f"Audit of the pruner: {len(audited)} pruned point(s) trained on to their end: "
-                      + "; ".join(f"{n} (pruned @{rows[n]['pruned_at']} at {100 * rows[n]['pruned_value']:.2f}, "
-                                  f"ends at {100 * rows[n]['value']:.2f})" for n in audited)
+                      + ended(audited)
                       + (". The selected point is one of them: the pruner alone would have missed it."
-                         if missed else ". None of them beats the best complete point." if pending else
+                         if chosen in audited else ". None of them beats the best complete point." if pending else
                          ". None of them beats the selection.")]
+        if later:
+            # Trained to their end by other commands (a sweep at the selected value, say): validation results like
+            # any other, so selection counts them, and they show where the pruner and its audit were wrong.
+            summary["finished_later"] = {n: {"pruned_at": rows[n]["pruned_at"],
+                                             "pruned_value": rows[n]["pruned_value"], "value": rows[n]["value"]}
+                                         for n in later}
+            lines += ["", f"Finished later by other commands: {len(later)} pruned point(s) whose runs were trained "
+                      "to their end outside the study: " + ended(later)
+                      + (". The selection is one of them: the pruner and its audit would have missed it."
+                         if chosen in later else ". None of them beats the selection.")]
         if not summary["selection_final"]:
             lines.append("Test metrics: none shown until the selection is final.")
         elif selected_runs is None:

@@ -167,6 +167,34 @@ def test_audit_trains_the_pruned_point_closest_to_going_on_to_its_end(tmp_path):
     assert again["cost"]["trials"] == after["cost"]["trials"]
 
 
+def test_a_pruned_point_another_command_finished_counts_as_finished_later_not_as_audit(tmp_path):
+    out, store = tmp_path / "study", tmp_path / "store"
+    argv = ["--config", SYNTHETIC, "--param", "structure.gamma=0.0,0.3,1.0,3.0", "--param", "beta=0.3",
+            "--pruner", "halving", "--min-epochs", "1", "--reduction", "2", "--seeds", "0", "--threads", "1",
+            "--extra", QUICK, "--store", str(store), "--out", str(out)]
+    main(argv)
+    pruned = [t for t in study_trials(out) if t.state.name == "PRUNED"]
+    assert pruned
+    gamma = pruned[0].params["structure.gamma"]
+    name = f"structure.gamma={gamma},beta=0.3"
+    # A table or sweep asks for the same configuration: the pruned run resumes in the store and ends.
+    cfg = cell_config(Path(SYNTHETIC), Cell(name, {"structure.gamma": gamma, "beta": 0.3}), 0, QUICK)
+    ended = run(cfg, store_folder(store, cfg), device="cpu", threads=1, progress=False, reuse=True)
+    later = main(argv + ["--tables-only"])
+    assert "audited" not in later and list(later["finished_later"]) == [name]
+    assert later["finished_later"][name]["value"] == ended["val"]["recall@20"]
+    assert later["finished_later"][name]["pruned_at"] == max(pruned[0].intermediate_values)
+    surface = (out / "surface.md").read_text()
+    assert "(finished later; pruned @" in surface and "(audit;" not in surface
+    # Selection counts it as any complete point.
+    complete = {f"structure.gamma={t.params['structure.gamma']},beta=0.3": t.value
+                for t in study_trials(out) if t.state.name == "COMPLETE"}
+    complete[name] = ended["val"]["recall@20"]
+    grid = [f"structure.gamma={g},beta=0.3" for g in (0.0, 0.3, 1.0, 3.0)]
+    assert later["selected"] == max(complete, key=lambda n: (complete[n], -grid.index(n)))
+    assert "Finished later by other commands: 1 pruned point(s)" in (out / "selected.md").read_text()
+
+
 def test_a_changed_search_under_the_same_name_is_refused(tmp_path):
     base = ["--config", SYNTHETIC, "--param", "beta=0.0,0.3", "--store", str(tmp_path / "store"), "--out",
             str(tmp_path / "study"), "--seeds", "0", "--study", "s", "--extra", QUICK, "--tables-only"]
