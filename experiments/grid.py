@@ -434,7 +434,10 @@ def differs(a: Tuple[float, float], b: Tuple[float, float]) -> bool:
 
 
 def comparison(a: Tuple[float, float], b: Tuple[float, float]) -> str:
-    """``"higher"``, ``"lower"`` or ``"within spread"`` for ``a`` against ``b`` (:func:`differs`)."""
+    """``"higher"``, ``"lower"`` or ``"within spread"`` for ``a`` against ``b`` (:func:`differs`); ``"one seed: no
+    spread"`` when either has a single seed, which says nothing of whether they differ."""
+    if not (math.isfinite(a[1]) and math.isfinite(b[1])):
+        return "one seed: no spread"
     if not differs(a, b):
         return "within spread"
     return "higher" if a[0] > b[0] else "lower"

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from experiments import id_analysis, sweep, table2, table3, table4
-from experiments.grid import (Cell, cell_config, comparability, config_digest, differs, mean_std, store_folder)
+from experiments.grid import (Cell, cell_config, comparability, comparison, config_digest, differs, mean_std,
+                              store_folder)
 from experiments.train import CONFIG_DIR
 from idsf_pyg.cli import run_cli
 from idsf_pyg.train import run
@@ -56,6 +57,8 @@ def test_mean_std_and_spread_rule_by_hand():
     assert np.isnan(mean_std([3.0])[1])
     assert differs((10.0, 0.1), (9.7, 0.1)) and not differs((10.0, 0.1), (9.9, 0.1))
     assert not differs((10.0, float("nan")), (1.0, float("nan")))   # one seed: never called a difference
+    assert comparison((10.0, float("nan")), (1.0, float("nan"))) == "one seed: no spread"    # nor "within spread"
+    assert comparison((10.0, 0.1), (9.7, 0.1)) == "higher" and comparison((9.9, 0.1), (10.0, 0.1)) == "within spread"
 
 
 def test_equal_configurations_share_one_store_folder(tmp_path):
