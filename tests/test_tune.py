@@ -128,6 +128,16 @@ def test_a_pruned_trial_keeps_its_checkpoint_and_nothing_is_trained_twice(tmp_pa
     assert [v for _, v in third.reports][-1] == resumed["val"]["recall@20"]
 
 
+def best_counting(out: Path, name: str, value: float) -> str:
+    """The selection by hand, over the study's complete trials of the γ grid at β = 0.3 plus the point ``name``
+    whose pruned run ended at ``value`` (ties: the earlier grid point)."""
+    complete = {f"structure.gamma={t.params['structure.gamma']},beta=0.3": t.value
+                for t in study_trials(out) if t.state.name == "COMPLETE"}
+    complete[name] = value
+    grid = [f"structure.gamma={g},beta=0.3" for g in (0.0, 0.3, 1.0, 3.0)]
+    return max(complete, key=lambda n: (complete[n], -grid.index(n)))
+
+
 def test_audit_trains_the_pruned_point_closest_to_going_on_to_its_end(tmp_path):
     out, store = tmp_path / "study", tmp_path / "store"
     argv = ["--config", SYNTHETIC, "--param", "structure.gamma=0.0,0.3,1.0,3.0", "--param", "beta=0.3",
@@ -152,12 +162,7 @@ def test_audit_trains_the_pruned_point_closest_to_going_on_to_its_end(tmp_path):
                                                    "beta": 0.3}), 0, QUICK)
     straight = run(cfg, tmp_path / "straight", device="cpu", threads=1, progress=False)
     assert after["audited"][name]["value"] == straight["val"]["recall@20"]
-    # Selection counts it as any complete point.
-    complete = {f"structure.gamma={t.params['structure.gamma']},beta=0.3": t.value
-                for t in study_trials(out) if t.state.name == "COMPLETE"}
-    complete[name] = straight["val"]["recall@20"]
-    grid = [f"structure.gamma={g},beta=0.3" for g in (0.0, 0.3, 1.0, 3.0)]
-    assert after["selected"] == max(complete, key=lambda n: (complete[n], -grid.index(n)))
+    assert after["selected"] == best_counting(out, name, straight["val"]["recall@20"])  # as any complete point
     assert "(audit; pruned @" in (out / "surface.md").read_text()
     assert after["selection_final"] is True and after["audit_pending"] == []
     # The audit is recorded in the study: a later worker without --audit keeps it, and the same K names the
@@ -186,12 +191,7 @@ def test_a_pruned_point_another_command_finished_counts_as_finished_later_not_as
     assert later["finished_later"][name]["pruned_at"] == max(pruned[0].intermediate_values)
     surface = (out / "surface.md").read_text()
     assert "(finished later; pruned @" in surface and "(audit;" not in surface
-    # Selection counts it as any complete point.
-    complete = {f"structure.gamma={t.params['structure.gamma']},beta=0.3": t.value
-                for t in study_trials(out) if t.state.name == "COMPLETE"}
-    complete[name] = ended["val"]["recall@20"]
-    grid = [f"structure.gamma={g},beta=0.3" for g in (0.0, 0.3, 1.0, 3.0)]
-    assert later["selected"] == max(complete, key=lambda n: (complete[n], -grid.index(n)))
+    assert later["selected"] == best_counting(out, name, ended["val"]["recall@20"])    # as any complete point
     assert "Finished later by other commands: 1 pruned point(s)" in (out / "selected.md").read_text()
 
 
