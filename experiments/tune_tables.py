@@ -140,8 +140,8 @@ def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]
             cells = []
             for cv in space[c_key]:
                 point = {r_key: rv, **({c_key: cv} if c_key else {}), **dict(zip(rest, fixed))}
-                r = rows[combo_name({k: point[k] for k in space if k})]
-                cells.append(_cell(r, combo_name({k: point[k] for k in space if k}) in audit_points))
+                name = combo_name({k: point[k] for k in space if k})
+                cells.append(_cell(rows[name], name in audit_points))
             lines.append(f"| {rv} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(line for line in lines if line != ""))
     return (f"Validation {metric} (%) at each trial's best epoch; 'pruned @e' gives the last value reported "
@@ -253,18 +253,21 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
                       "the selection)" if pending else "Selected on validation")
                      + f": **{chosen}** (validation {args.metric} {100 * rows[chosen]['value']:.2f} %, "
                        f"trial {rows[chosen]['trial']}).")
+        best = "selection" if summary["selection_final"] else "best complete point so far"
         audited = [n for n, r in rows.items() if r.get("audited") and n in audit_points]
         later = [n for n, r in rows.items() if r.get("audited") and n not in audit_points]
-        ended = lambda names: "; ".join(f"{n} (pruned @{rows[n]['pruned_at']} at {100 * rows[n]['pruned_value']:.2f}, "  # noqa: E731
-                                        f"ends at {100 * rows[n]['value']:.2f})" for n in names)
+
+        def ended(names: List[str]) -> str:
+            return "; ".join(f"{n} (pruned @{rows[n]['pruned_at']} at {100 * rows[n]['pruned_value']:.2f}, "
+                             f"ends at {100 * rows[n]['value']:.2f})" for n in names)
+
         if audited:
             summary["audited"] = {n: {"pruned_at": rows[n]["pruned_at"], "pruned_value": rows[n]["pruned_value"],
                                       "value": rows[n]["value"]} for n in audited}
             lines += ["", f"Audit of the pruner: {len(audited)} pruned point(s) trained on to their end: "
                       + ended(audited)
-                      + (". The selected point is one of them: the pruner alone would have missed it."
-                         if chosen in audited else ". None of them beats the best complete point." if pending else
-                         ". None of them beats the selection.")]
+                      + (f". The {best} is one of them: the pruner alone would have missed it." if chosen in audited
+                         else f". None of them beats the {best}.")]
         if later:
             # Trained to their end by other commands (a sweep at the selected value, say): validation results like
             # any other, so selection counts them, and they show where the pruner and its audit were wrong.
@@ -273,8 +276,8 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
                                          for n in later}
             lines += ["", f"Finished later by other commands: {len(later)} pruned point(s) whose runs were trained "
                       "to their end outside the study: " + ended(later)
-                      + (". The selection is one of them: the pruner and its audit would have missed it."
-                         if chosen in later else ". None of them beats the selection.")]
+                      + (f". The {best} is one of them: the pruner and its audit would have missed it."
+                         if chosen in later else f". None of them beats the {best}.")]
         if not summary["selection_final"]:
             lines.append("Test metrics: none shown until the selection is final.")
         elif selected_runs is None:
