@@ -544,7 +544,8 @@ def experiment_notes(datasets: Dict[str, Dict[str, CellRuns]], extra: str) -> Li
     if tuned is not None:
         notes.append(f"Tuned: {tuned.describe()}.")
         if tuned.extra.strip() != extra.strip():
-            given = lambda text: f"`{text.strip()}`" if text.strip() else "none"  # noqa: E731
+            def given(text: str) -> str:
+                return f"`{text.strip()}`" if text.strip() else "none"
             notes.append(f"The study ran with --extra {given(tuned.extra)}, this command with {given(extra)}: "
                          "the selection was made under other options.")
     unfinished = getattr(datasets, "unfinished", [])

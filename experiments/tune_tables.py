@@ -107,6 +107,11 @@ def select(rows: Dict[str, Dict[str, Any]]) -> Optional[str]:
     return search_select(done, "value") if done else None
 
 
+def seconds_per_epoch(rows: Dict[str, Dict[str, Any]]) -> float:
+    """Core-seconds per trained epoch over the whole study."""
+    return sum(r["seconds"] for r in rows.values()) / max(sum(r["epochs"] for r in rows.values()), 1)
+
+
 def unpruned_estimate(rows: Dict[str, Dict[str, Any]]) -> float:
     """Core-seconds the grid would have cost without pruning: a complete point its own run's time; any other
     point its own measured seconds per epoch (the mean over all trained epochs where it has none) times the
@@ -116,7 +121,7 @@ def unpruned_estimate(rows: Dict[str, Dict[str, Any]]) -> float:
     if not done:
         return float("nan")
     mean_epochs = sum(r["epochs"] for r in done) / len(done)
-    overall = sum(r["seconds"] for r in rows.values()) / max(sum(r["epochs"] for r in rows.values()), 1)
+    overall = seconds_per_epoch(rows)
     return sum(r["seconds"] if r["state"] == "complete" else
                (r["seconds"] / r["epochs"] if r["epochs"] else overall) * mean_epochs for r in rows.values())
 
@@ -215,7 +220,7 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
     left = unfinished(rows)
     spent = sum(r["seconds"] for r in rows.values())
     done = [r for r in rows.values() if r["state"] == "complete"]
-    per_epoch = spent / max(sum(r["epochs"] for r in rows.values()), 1)
+    per_epoch = seconds_per_epoch(rows)
     full = unpruned_estimate(rows)
     cost = {"core_hours_spent": spent / 3600, "core_hours_unpruned_estimate": full / 3600,
             "core_seconds_per_epoch": per_epoch, "trials": counts,
