@@ -38,7 +38,14 @@ MODEL_FILE_KEYS = ("model", "model_args", "train")
 #: Training settings that define the numbers (everything but the evaluation batch size).
 KEY_TRAIN_FIELDS = ("lr", "batch_size", "epochs", "eval_every", "patience", "select_metric", "ks",
                     "mask_val_in_test", "seed", "max_seconds", "sampler", "lr_decay", "amp")
+#: Training settings added after runs were stored, with the behaviour those runs had: in the key only when set
+#: otherwise, so that every stored run keeps its key.
+LATER_TRAIN_FIELDS = {"sampler_stream": "shared"}
 SAMPLERS = ("edges", "users")
+#: How the sampler's generator is seeded from ``seed``: "shared" (with ``seed`` itself, as torch's global generator
+#: is for the model's initialization, so the first epochs' batches are drawn from the very numbers that set the
+#: initial weights; every run before the option existed) or "independent" (a child seed derived from ``seed``).
+SAMPLER_STREAMS = ("shared", "independent")
 AMP_MODES = ("none", "bf16")
 METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
 
@@ -64,6 +71,7 @@ class TrainConfig:
     # and LATTICE code): each batch draws users uniformly, one positive and one negative each.
     sampler: str = "edges"
     lr_decay: float = 1.0  # the learning rate of epoch e is lr * lr_decay ** ((e - 1) / 50); official: 0.96
+    sampler_stream: str = "shared"  # SAMPLER_STREAMS; the official code's sampler and initialization are independent
     # "bf16": bfloat16 matrix products under torch.autocast (losses accumulated in float32); "none": float32.
     amp: str = "none"
 
@@ -80,6 +88,9 @@ class TrainConfig:
         self.mask_val_in_test = _boolean("mask_val_in_test", self.mask_val_in_test, src)
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}", "sampler", src)
+        if self.sampler_stream not in SAMPLER_STREAMS:
+            raise ConfigError(f"must be one of {', '.join(SAMPLER_STREAMS)}, got {self.sampler_stream!r}",
+                              "sampler_stream", src)
         if self.amp not in AMP_MODES:
             raise ConfigError(f"must be one of {', '.join(AMP_MODES)}, got {self.amp!r}", "amp", src)
         self.lr_decay = _number("lr_decay", self.lr_decay, src, low=0.0, low_open=True, high=1.0)
@@ -386,8 +397,12 @@ def key_material(cfg: RunConfig, fingerprint: str, feature_sources: Mapping[str,
     from ..models import MODELS
     train = asdict(cfg.train)
     args = MODELS[cfg.model].key_options(full_model_args(cfg.model, cfg.model_args))
+    keyed = {k: train[k] for k in KEY_TRAIN_FIELDS}
+    for name, legacy in LATER_TRAIN_FIELDS.items():   # added since runs were stored: keyed when not as before
+        if train[name] != legacy:
+            keyed[name] = train[name]
     return {"model": cfg.model, "model_args": args,
-            "train": {k: train[k] for k in KEY_TRAIN_FIELDS}, "split_seed": cfg.split_seed,
+            "train": keyed, "split_seed": cfg.split_seed,
             "edge_weight": cfg.edge_weight,
             "data_fingerprint": fingerprint, "features": dict(sorted(feature_sources.items()))}
 

@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -25,12 +26,25 @@ from .distributed import all_reduce_gradients
 from .sampler import BPRSampler
 
 
-def set_seed(seed: int) -> torch.Generator:
-    """Seeds torch's global generators (model initialization, dropout) and returns the sampler's own."""
+def set_seed(seed: int, sampler_stream: str = "shared") -> torch.Generator:
+    """Seeds torch's global generators (model initialization, dropout) and returns the sampler's own, seeded with
+    :func:`sampler_seed`."""
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(sampler_seed(seed, sampler_stream))
+
+
+def sampler_seed(seed: int, sampler_stream: str = "shared") -> int:
+    """The seed of the sampler's generator: ``seed`` itself (``"shared"``: the CPU generator then repeats the
+    numbers the model's initialization drew from the global one, so the first epochs' batches are a function of
+    the initial weights) or, for ``"independent"``, the first word of NumPy's child :class:`~numpy.random.
+    SeedSequence` of ``seed`` (32 bits: torch's CPU generator keeps only the low 32 bits of a seed)."""
+    if sampler_stream == "shared":
+        return seed
+    if sampler_stream != "independent":
+        raise ValueError(f"sampler_stream must be 'shared' or 'independent', got {sampler_stream!r}")
+    return int(np.random.SeedSequence(seed).spawn(1)[0].generate_state(1, np.uint32)[0])
 
 
 def autocast(device: torch.device, amp: str):
@@ -106,7 +120,7 @@ class Trainer:
         # Bars only on a terminal: redirected to a file they would write carriage-return frames, not lines.
         self.config, self.data, self.progress = config, data, progress and sys.stderr.isatty()
         self.checkpoint, self.data_info, self.shard = checkpoint, data_info, shard
-        self.generator = set_seed(config.seed)
+        self.generator = set_seed(config.seed, config.sampler_stream)
         self.model = model.to(self.device)
         self.sampler = BPRSampler(data[EDGE].edge_index, int(data[ITEM].num_nodes), config.batch_size,
                                   self.generator, mode=config.sampler)

@@ -153,3 +153,18 @@ def test_idsf_options_nest_by_part_and_the_flat_names_of_earlier_versions_still_
         resolve_run_config(synthetic, sets={"contrast": 3})
     with pytest.raises(ConfigError, match=r"model_args.item_score.*content_and_structure, structure"):
         resolve_run_config(synthetic, sets={"item_score": "content"})
+
+
+def test_the_sampler_stream_is_keyed_only_when_independent_so_stored_runs_keep_their_keys():
+    synthetic = CONFIG_DIR / "synthetic.yaml"
+    fp, feats = "f" * 64, {"view_a": "synthetic", "view_b": "synthetic"}
+    base = resolve_run_config(synthetic)
+    assert base.train.sampler_stream == "shared"
+    assert "sampler_stream" not in key_material(base, fp, feats)["train"]   # the key of every earlier run
+    shared = resolve_run_config(synthetic, sets={"sampler_stream": "shared"})
+    assert run_key(shared, fp, feats) == run_key(base, fp, feats)
+    independent = resolve_run_config(synthetic, sets={"sampler_stream": "independent"})
+    assert key_differences(key_material(base, fp, feats), key_material(independent, fp, feats)) == \
+        ["train.sampler_stream: <unset> -> independent"]
+    with pytest.raises(ConfigError, match="sampler_stream.*shared, independent"):
+        resolve_run_config(synthetic, sets={"sampler_stream": "own"})

@@ -49,3 +49,42 @@ def test_user_uniform_mode_draws_users_uniformly_then_their_items():
     big = BPRSampler(ei, 20, batch_size=7, generator=torch.Generator().manual_seed(1), mode="users")
     u, _, _ = next(iter(big))
     assert u.numel() == 7 and set(u.tolist()) <= {0, 1, 2}
+
+
+def test_a_shared_stream_repeats_the_initialization_draws_and_an_independent_one_does_not():
+    """``sampler_stream="shared"`` (every run before the option) seeds the sampler's generator with the seed that
+    torch's global generator, which initializes the model, got: the sampler then redraws the very numbers that
+    set the initial weights. ``"independent"`` starts elsewhere, the same for the same seed."""
+    from idsf_pyg.train.trainer import sampler_seed, set_seed
+    for seed in (0, 3):
+        shared = set_seed(seed, "shared")
+        init_draws = torch.empty(1000).uniform_()                  # what an initializer would draw first
+        assert torch.equal(torch.rand(1000, generator=shared), init_draws)
+        independent = set_seed(seed, "independent")
+        init_draws = torch.empty(1000).uniform_()
+        mine = torch.rand(1000, generator=independent)
+        assert (mine != init_draws).all()
+        assert torch.equal(mine, torch.rand(1000, generator=set_seed(seed, "independent")))
+    assert sampler_seed(0, "shared") == 0 and sampler_seed(0, "independent") != sampler_seed(1, "independent")
+    assert 0 <= sampler_seed(5, "independent") < 2**32      # torch's CPU generator keeps 32 bits of a seed
+
+
+def test_the_trainer_seeds_its_sampler_from_the_stream_and_the_initialization_does_not_depend_on_it():
+    from experiments.train import CONFIG_DIR
+    from idsf_pyg.data import EDGE, ITEM
+    from idsf_pyg.train import Trainer, resolve_run_config
+    from idsf_pyg.train.run import build_model, load_run_data
+    from idsf_pyg.train.trainer import sampler_seed, set_seed
+    first, init = {}, {}
+    for stream in ("shared", "independent"):
+        cfg = resolve_run_config(CONFIG_DIR / "synthetic.yaml", sets={"sampler_stream": stream}, train={"seed": 2})
+        data = load_run_data(cfg)
+        set_seed(2, stream)                                  # as a run does, before the model is built
+        model = build_model(cfg, data)
+        init[stream] = [p.detach().clone() for p in model.parameters()]
+        first[stream] = next(iter(Trainer(model, data, cfg.train, progress=False).sampler))
+        reference = BPRSampler(data[EDGE].edge_index, int(data[ITEM].num_nodes), cfg.train.batch_size,
+                               torch.Generator().manual_seed(sampler_seed(2, stream)), mode=cfg.train.sampler)
+        assert all(torch.equal(a, b) for a, b in zip(first[stream], next(iter(reference))))
+    assert all(torch.equal(a, b) for a, b in zip(init["shared"], init["independent"]))
+    assert not torch.equal(first["shared"][0], first["independent"][0])
