@@ -35,16 +35,14 @@ DATASET_FILE_KEYS = ("dataset", "split_seed", "features", "discover_features", "
                      "train")
 #: Keys a model config file (configs/models/<model>.yaml) or a preset (configs/presets/<name>.yaml) may hold.
 MODEL_FILE_KEYS = ("model", "model_args", "train")
-#: Training settings that define the numbers (everything but the evaluation batch size).
+#: Training settings that define the numbers (everything but the evaluation batch size; and LATER_TRAIN_FIELDS).
 KEY_TRAIN_FIELDS = ("lr", "batch_size", "epochs", "eval_every", "patience", "select_metric", "ks",
                     "mask_val_in_test", "seed", "max_seconds", "sampler", "lr_decay", "amp")
 #: Training settings added after runs were stored, with the behaviour those runs had: in the key only when set
 #: otherwise, so that every stored run keeps its key.
 LATER_TRAIN_FIELDS = {"sampler_stream": "shared"}
 SAMPLERS = ("edges", "users")
-#: How the sampler's generator is seeded from ``seed``: "shared" (with ``seed`` itself, as torch's global generator
-#: is for the model's initialization, so the first epochs' batches are drawn from the very numbers that set the
-#: initial weights; every run before the option existed) or "independent" (a child seed derived from ``seed``).
+#: How the sampler's generator is seeded from ``seed`` (:func:`~idsf_pyg.train.trainer.sampler_seed`).
 SAMPLER_STREAMS = ("shared", "independent")
 AMP_MODES = ("none", "bf16")
 METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "map", "ndcg_legacy")
