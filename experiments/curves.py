@@ -13,8 +13,9 @@ Labels go in the order of ``--run``/``--official`` options (default: the folder 
 writes the overlaid values as one table (epoch, then one column per curve). ``--table FILE.md`` writes per curve
 the validation metric after ``--table-epochs``, the best validation (its epoch), the test metric at that epoch (a
 finished run's results.json; the authors' log's test line after that validation) and the seconds per epoch;
-``--group NAME=LABEL,...`` adds the mean of some curves (e.g. the seeds of one code), and with two groups, how far
-the second mean curve is from the first (epochs within ±0.5 and ±1 points, the mean and largest difference).
+``--group NAME=LABEL,...`` adds the mean of some curves (e.g. the seeds of one code), and with several groups, how
+far each later group's mean curve is from the first's (epochs within ±0.5 and ±1 points, the mean and largest
+difference): the first group is the reference.
 
     python -m experiments.curves --official off0.log --label off0 --run ours0 --label ours0 ... \
         --group official=off0,off1,off2 --group ours=ours0,ours1,ours2 --table parity.md --out parity.png
@@ -297,8 +298,8 @@ def _groups(specs: Sequence[str], curves: Sequence[Curve]) -> List[Tuple[str, Li
 
 
 def group_summary(groups: Sequence[Tuple[str, List[Curve]]], metric: str, epochs: Sequence[int]) -> str:
-    """The mean row of each group (validation at ``epochs``, test at best validation as mean ± std) and, for two
-    groups, how far the second's mean curve is from the first's."""
+    """The mean row of each group (validation at ``epochs``, test at best validation as mean ± std) and how far each
+    later group's mean curve is from the first's (the reference)."""
     from experiments.grid import fmt, mean_std
     lines = ["| mean over the group | " + " | ".join(map(str, epochs)) + f" | test {metric} at best validation |",
              "|---" * (len(epochs) + 2) + "|"]
@@ -308,10 +309,12 @@ def group_summary(groups: Sequence[Tuple[str, List[Curve]]], metric: str, epochs
         test = fmt(*mean_std([100 * t for t in tests]), digits=2) if all(t is not None for t in tests) else ""
         lines.append(f"| {name} ({len(members)}) | " + " | ".join(_pct(mean.get(e)) for e in epochs) + f" | {test} |")
     text = "\n".join(lines) + "\n"
-    if len(groups) == 2:
-        (na, a), (nb, b) = groups
+    (na, a), later = groups[0], groups[1:]
+    if later:
+        text += "\n"
+    for nb, b in later:
         g = agreement(a, b, metric)
-        text += (f"\n{nb} − {na}, mean validation {metric} curves: within ±0.5 points at {g['within_0.5']} and within "
+        text += (f"{nb} − {na}, mean validation {metric} curves: within ±0.5 points at {g['within_0.5']} and within "
                  f"±1 at {g['within_1']} of {g['epochs']} epochs; mean difference {g['mean_difference']:+.2f}, "
                  f"largest {g['largest_difference']:+.2f}.\n")
     return text
@@ -367,7 +370,7 @@ def main(argv=None) -> List[Curve]:
                    help="the epochs of --table's columns (default: %(default)s)")
     p.add_argument("--group", action="append", default=[], metavar="NAME=LABEL,LABEL,...",
                    help="curves (by label) averaged into one row of --table, e.g. the seeds of one code; with two "
-                        "groups, how far the second's mean curve is from the first's")
+                        "groups, how far each later group's mean curve is from the first's")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
     if not args.sources:

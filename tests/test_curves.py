@@ -107,7 +107,7 @@ def authors_log(path, values, every=1):
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_table_of_curves_and_the_mean_of_two_groups(tmp_path):
+def test_table_of_curves_and_the_means_of_groups(tmp_path):
     pytest.importorskip("matplotlib")
     result = run(quick(3), tmp_path / "ours", device="cpu", threads=1, progress=False)
     logs = {"a1": [0.20, 0.30, 0.30], "a2": [0.22, 0.26, 0.27], "b1": [0.205, 0.31, 0.29], "b2": [0.221, 0.262, 0.302]}
@@ -117,7 +117,7 @@ def test_table_of_curves_and_the_mean_of_two_groups(tmp_path):
         argv += ["--official", str(tmp_path / f"{name}.log"), "--label", name]
     out = curves.main(argv + ["--run", str(tmp_path / "ours"), "--label", "ours", "--out", str(tmp_path / "c.png"),
                               "--table", str(tmp_path / "t.md"), "--table-epochs", "2,4,6",
-                              "--group", "A=a1,a2", "--group", "B=b1,b2"])
+                              "--group", "A=a1,a2", "--group", "B=b1,b2", "--group", "C=b2"])
     a1 = out[0]
     assert a1.series("seconds") == ([1, 2, 3, 4, 5, 6], [10.0, 11.0, 12.0, 13.0, 14.0, 15.0])   # every epoch's
     assert a1.series("loss_sum")[1] == [100.0, 99.0, 98.0, 97.0, 96.0, 95.0]
@@ -134,6 +134,9 @@ def test_table_of_curves_and_the_mean_of_two_groups(tmp_path):
     assert "| B (2) | 21.30 | 28.60 | 29.60 | 31.60 ± 0.57 |" in table
     assert ("B − A, mean validation recall@20 curves: within ±0.5 points at 1 and within ±1 at 2 of 3 epochs; "
             "mean difference +0.67, largest +1.10.") in table
+    # every later group against the first: C (b2 alone) - A: +1.1, -1.8, +1.7 points
+    assert ("C − A, mean validation recall@20 curves: within ±0.5 points at 0 and within ±1 at 0 of 3 epochs; "
+            "mean difference +0.33, largest -1.80.") in table
     with pytest.raises(ConfigError, match="no curve labelled 'c1'"):
         curves.main(argv + ["--out", str(tmp_path / "c.png"), "--table", str(tmp_path / "t.md"), "--group", "C=c1"])
     with pytest.raises(ConfigError, match="--group adds rows to --table"):
