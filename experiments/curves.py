@@ -369,8 +369,8 @@ def main(argv=None) -> List[Curve]:
     p.add_argument("--table-epochs", default="1,5,10,15,20,25,30,35,40",
                    help="the epochs of --table's columns (default: %(default)s)")
     p.add_argument("--group", action="append", default=[], metavar="NAME=LABEL,LABEL,...",
-                   help="curves (by label) averaged into one row of --table, e.g. the seeds of one code; with two "
-                        "groups, how far each later group's mean curve is from the first's")
+                   help="curves (by label; labels without commas) averaged into one row of --table, e.g. the seeds of "
+                        "one code; with several groups, how far each later group's mean curve is from the first's")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
     if not args.sources:
