@@ -31,7 +31,9 @@ noticed by its missing heartbeat (--grace seconds), its trial is marked failed a
 Writes OUT/trials.csv (every trial: parameters, state, epochs, validation metric, seconds, run folder),
 OUT/surface.md (the validation surface as a grid), OUT/surface.png (a heat map, one panel per value of any third
 axis; --format pdf|svg), OUT/selected.md and OUT/selected.json (the selected configuration, its test metrics over
-the seeds, and the search's cost); experiments/tune_tables.py writes them.
+the seeds, and the search's cost); experiments/tune_tables.py writes them. --replay halving:30:3 (repeatable), once
+every grid point's run has finished, replays that pruner over the recorded curves and writes OUT/replay.md: what
+the pruned search would have stopped, selected and cost (experiments/tune_replay.py).
 """
 from __future__ import annotations
 
@@ -51,11 +53,12 @@ from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seed
                               train_many)
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options
+from experiments.tune_replay import best_so_far, curve_core_seconds, parse_pruner_spec, replay_report
 from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, final_selection, to_audit,
                                     trial_rows, trials_by_point, unfinished, write_tables)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
-from idsf_pyg.io import write_json
+from idsf_pyg.io import write_json, write_text
 from idsf_pyg.train import RunConfig, finished_run, run
 from idsf_pyg.train.config import METRIC_NAMES
 
@@ -221,18 +224,11 @@ class Objective:
 
     def _record(self, trial, curve: Sequence[Dict[str, Any]], result: Optional[Dict[str, Any]] = None) -> None:
         trial.set_user_attr("epochs", int(curve[-1]["epoch"]) if curve else 0)
-        trial.set_user_attr("train_seconds", float(sum(e["seconds"] for e in curve)))
+        trial.set_user_attr("train_seconds", curve_core_seconds(curve))
         trial.set_user_attr("threads", int(self.args.threads or _torch_threads()))
         if result is not None:
             trial.set_user_attr("best_epoch", result["best_epoch"])
             trial.set_user_attr("stopped", result["stopped"])
-
-
-def best_so_far(curve: Sequence[Dict[str, Any]], metric: str) -> float:
-    """What a trial reports to the pruner at a validation: its best validation value so far (the value it ends
-    with at least, as selection keeps the best epoch), not that epoch's own value, which moves by about half a point
-    from epoch to epoch on ML-100k: a rung must not rank two trials by one noisy epoch each."""
-    return max(float(e[metric]) for e in curve)
 
 
 def _torch_threads() -> int:
@@ -296,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "%(default)s)")
     p.add_argument("--tables-only", action="store_true",
                    help="train nothing: write the tables from the study and the runs finished so far")
+    p.add_argument("--replay", action="append", default=[], metavar="NAME:MIN:FACTOR",
+                   help="train nothing: replay a pruner (halving:10:3, median:10:3, ...) over the grid's finished runs "
+                        "and write OUT/replay.md: what that pruned search would have selected and cost (repeatable; "
+                        "needs every grid point's run finished)")
+    p.add_argument("--replay-orders", type=int, default=20,
+                   help="replay: the study's own order plus this many minus one shuffled orders (default: %(default)s)")
+    p.add_argument("--replay-workers", type=int, default=1,
+                   help="replay: trials running at once (default: %(default)s)")
+    p.add_argument("--replay-seed", type=int, default=0, help="replay: seed of the shuffled orders "
+                                                              "(default: %(default)s)")
     add_format_option(p)
     add_run_options(p)
     return p
@@ -305,7 +311,8 @@ def main(argv=None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
     for option, value, low in (("--min-epochs", args.min_epochs, 1), ("--reduction", args.reduction, 2),
                                ("--jobs", args.jobs, 1), ("--heartbeat", args.heartbeat, 1),
-                               ("--audit", args.audit, 0)):
+                               ("--audit", args.audit, 0), ("--replay-orders", args.replay_orders, 1),
+                               ("--replay-workers", args.replay_workers, 1)):
         if value < low:
             raise ConfigError(f"must be >= {low}, got {value}", option)
     if args.grace <= args.heartbeat:
@@ -331,6 +338,8 @@ def main(argv=None) -> Dict[str, Any]:
                   "space": space, "seed": seeds[0], "metric": args.metric, "pruner": args.pruner,
                   "min_epochs": args.min_epochs, "reduction": args.reduction,
                   **({"max_seconds": args.max_seconds} if args.max_seconds is not None else {})}
+    if args.replay:
+        return replay_study(args, configs, points, out, definition)
     optuna = load_optuna()
     study = open_study(optuna, args, out, definition, space)   # created once, before any worker starts
     # The audit asked for is part of the study: the largest K any worker was given applies to every later command
@@ -380,6 +389,41 @@ def main(argv=None) -> Dict[str, Any]:
             jobs = [(c, store_folder(args.store, c), args.device, args.threads, args.overwrite) for c in cfgs]
             selected_runs = [result for _, result in train_many(jobs, args.jobs)]
     return write_tables(args, study, rows, points, space, seeds, out, selected_runs, audit)
+
+
+def replay_study(args: argparse.Namespace, configs: Dict[str, RunConfig], points: Dict[str, Dict[str, Any]],
+                 out: Path, definition: Dict[str, Any]) -> Dict[str, Any]:
+    """``--replay``: the pruners given, replayed over the grid's finished runs (experiments/tune_replay.py);
+    writes OUT/replay.md and OUT/replay.json, trains nothing and leaves the study as it is."""
+    specs = [parse_pruner_spec(s) for s in args.replay]
+    optuna = load_optuna()
+    curves, finals, threads, missing = {}, {}, {}, []
+    for name, cfg in configs.items():
+        done = finished_run(cfg, store_folder(args.store, cfg))
+        if done is None:
+            missing.append(name)
+            continue
+        curves[name], finals[name] = done["val_curve"], done["val"][args.metric]
+        threads[name] = int((done.get("hardware") or {}).get("torch_threads") or 1) * int(done.get("world_size") or 1)
+    if missing:
+        raise ConfigError(f"a replay needs every grid point's run finished in {args.store}: {len(missing)} of "
+                          f"{len(points)} have not ({', '.join(missing)}); train them on with --audit {len(points)} "
+                          "or --pruner none", "--replay")
+    order = None   # the order the study started its points in, where the study exists (none is created)
+    url = args.storage or (f"sqlite:///{(out / 'study.db').resolve()}" if (out / "study.db").exists() else None)
+    if url is not None and definition["study"] in optuna.get_all_study_names(url):
+        by_point = trials_by_point(optuna.load_study(study_name=definition["study"], storage=url),
+                                   list(next(iter(points.values()))))
+        started = sorted((min(t.number for t in ts), n) for n, ts in by_point.items() if n in points)
+        order = [n for _, n in started] + [n for n in points if n not in by_point]
+    summary = replay_report(optuna, make_pruner, specs, curves, finals, list(points), order, args.metric,
+                            args.replay_orders, args.replay_workers, args.replay_seed, threads,
+                            title=definition["study"])
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "replay.md", summary["markdown"])
+    write_json(out / "replay.json", {k: v for k, v in summary.items() if k != "markdown"})
+    print(summary["markdown"])
+    return summary
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from experiments.grid import fmt, mean_std
 from experiments.plot import GridPanel, grid_heatmap
 from experiments.search import combo_name
 from experiments.search import select as search_select
+from experiments.tune_replay import curve_core_seconds
 from idsf_pyg.io import atomic_open, write_json, write_text
 
 #: Trial states as Optuna names them.
@@ -67,7 +68,7 @@ def trial_rows(study, points: Dict[str, Dict[str, Any]], metric: str = "recall@2
                               value=done["val"][metric], epochs=int(done["val_curve"][-1]["epoch"]),
                               best_epoch=done["best_epoch"],
                               seconds=max(rows[name]["seconds"],
-                                          threads * sum(float(e["seconds"]) for e in done["val_curve"])))
+                                          curve_core_seconds(done["val_curve"], threads)))
     return rows
 
 

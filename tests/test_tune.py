@@ -356,3 +356,72 @@ def test_a_finished_run_read_back_competes_at_the_rungs_it_passed(tmp_path):
     curve = [e["val_recall@20"] for e in trained["val_curve"]]
     assert [trial.system_attrs.get(f"completed_rung_{r}") for r in range(4)] == [
         max(curve[:1]), max(curve[:2]), max(curve[:4]), None]
+
+
+def test_a_replayed_pruner_makes_the_live_studys_decisions(tmp_path):
+    """The second code path: a live pruned study (one worker) whose audit then trains every pruned point on, and the
+    replay of the same pruner over the finished runs in the study's order, must stop the same points at the same
+    epochs, select the same point and cost the same; unpruned, the replay selects what the audited study selects."""
+    out, store = tmp_path / "study", tmp_path / "store"
+    argv = ["--config", SYNTHETIC, "--param", "structure.gamma=0.0,0.3,1.0,3.0", "--param", "beta=0.3",
+            "--pruner", "halving", "--min-epochs", "1", "--reduction", "2", "--seeds", "0", "--threads", "1",
+            "--extra", QUICK, "--store", str(store), "--out", str(out)]
+    with pytest.raises(ConfigError, match="needs every grid point's run finished"):
+        main(argv + ["--replay", "halving:1:2"])         # nothing trained yet
+    assert not out.exists()                                # ... and no study created by asking
+    live = main(argv)
+    trials = study_trials(out)
+    pruned = {f"structure.gamma={t.params['structure.gamma']},beta=0.3": max(t.intermediate_values)
+              for t in trials if t.state.name == "PRUNED"}
+    assert pruned and len(pruned) < len(trials)           # the check means something: some stopped, some not
+    audited = main(argv + ["--audit", "4"])
+    replayed = main(argv + ["--replay", "halving:1:2", "--replay", "halving:1:3", "--replay-orders", "3"])
+    first = replayed["pruners"]["halving:1:2"]
+    assert first["pruned_first_order"] == pruned
+    assert first["selected"][0] == live["selected"]
+    assert first["core_hours"][0] == pytest.approx(live["cost"]["core_hours_spent"], rel=1e-9)
+    assert replayed["unpruned"]["selected"] == audited["selected"]
+    assert replayed["unpruned"]["core_hours"] == pytest.approx(audited["cost"]["core_hours_spent"], rel=1e-9)
+    assert len(first["core_hours"]) == 3 and "halving:1:3" in replayed["pruners"]
+    assert "| halving:1:2 |" in (out / "replay.md").read_text()
+
+
+def test_replay_by_hand_successive_halving_depends_on_the_order():
+    """Three made-up curves, rungs at epochs 1 and 2 (factor 2): a trial goes on at a rung when its best value so
+    far is at least the best of the top len // 2 of the values recorded there (the first one always goes on)."""
+    from experiments.tune import make_pruner
+    from experiments.tune_replay import replay, selected
+
+    def curve(values, seconds):
+        return [{"epoch": e, "seconds": s, "val_recall@20": v} for e, (v, s) in enumerate(zip(values, seconds), 1)]
+
+    curves = {"A": curve([0.1, 0.2, 0.3], [1, 1, 1]), "B": curve([0.05, 0.5, 0.6], [1.5, 1.5, 1.5]),
+              "C": curve([0.2, 0.25, 0.26], [4, 4, 4])}
+    finals = {n: c[-1]["val_recall@20"] for n, c in curves.items()}
+    pruner = lambda: make_pruner(optuna, "halving", 1, 2)  # noqa: E731
+    # A, B, C: A goes on alone; at epoch 1 B (0.05) is below A (0.1): stopped; C (0.2) tops epoch 1 and, at epoch 2,
+    # A's 0.2 (the only value there) too.
+    abc = replay(optuna, pruner(), curves, finals, ["A", "B", "C"], "recall@20")
+    assert {n: r.pruned_at for n, r in abc.items()} == {"A": None, "B": 1, "C": None}
+    assert selected(abc, ["A", "B", "C"]) == "A"                      # the best point, B, was stopped
+    assert sum(r.core_seconds for r in abc.values()) == 3 + 1.5 + 12
+    # B, A, C: B goes on; A's 0.1 tops epoch 1 but its 0.2 is below B's 0.5 at epoch 2, and so is C's 0.25.
+    bac = replay(optuna, pruner(), curves, finals, ["B", "A", "C"], "recall@20")
+    assert {n: r.pruned_at for n, r in bac.items()} == {"A": 2, "B": None, "C": 2}
+    assert selected(bac, ["A", "B", "C"]) == "B" and sum(r.core_seconds for r in bac.values()) == 4.5 + 2 + 8
+    # The same order two at a time, on the clock of the recorded epoch times: B (1.5 s per epoch) and A (1 s) start
+    # together, A's epoch 1 (t = 1) comes first and goes on, and B's 0.05 at t = 1.5 is below it: stopped. C starts
+    # then, and at epoch 1 (t = 5.5) its 0.2 tops A's 0.1 and B's 0.05, at epoch 2 A's 0.2: it goes on, and so
+    # does A. Started first, the best point is stopped all the same because A overtook it on the clock.
+    two = replay(optuna, pruner(), curves, finals, ["B", "A", "C"], "recall@20", workers=2)
+    assert {n: r.pruned_at for n, r in two.items()} == {"A": None, "B": 1, "C": None}
+
+
+def test_core_seconds_count_the_epochs_between_validations():
+    from experiments.tune_replay import curve_core_seconds, parse_pruner_spec
+    every_fifth = [{"epoch": 5, "seconds": 2.0}, {"epoch": 10, "seconds": 3.0}]
+    assert curve_core_seconds(every_fifth, threads=2) == 2 * (5 * 2.0 + 5 * 3.0)
+    assert parse_pruner_spec("median:10:3").label == "median:10:3"
+    for bad in ("halving:10", "nope:1:2", "halving:0:3", "halving:10:1", "halving:x:3"):
+        with pytest.raises(ConfigError, match="--replay"):
+            parse_pruner_spec(bad)
