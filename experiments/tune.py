@@ -53,9 +53,9 @@ from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seed
                               train_many)
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options
-from experiments.tune_replay import best_so_far, curve_core_seconds, parse_pruner_spec, replay_report
-from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, final_selection, to_audit,
-                                    trial_rows, trials_by_point, unfinished, write_tables)
+from experiments.tune_replay import best_so_far, parse_pruner_spec, replay_report
+from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, curve_core_seconds, final_selection,
+                                    to_audit, trial_rows, trials_by_point, unfinished, write_tables)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
 from idsf_pyg.io import write_json, write_text

@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
+from experiments.tune_tables import curve_core_seconds, select
 from idsf_pyg.errors import ConfigError
 
 #: Pruners a replay can run, as experiments.tune names them.
@@ -52,18 +53,6 @@ def parse_pruner_spec(text: str) -> PrunerSpec:
     if spec.min_epochs < 1 or spec.reduction < 2:
         raise ConfigError(f"{text!r}: the first rung must be >= 1 epoch and the factor >= 2", "--replay")
     return spec
-
-
-def curve_core_seconds(curve: Sequence[Dict[str, Any]], threads: int = 1) -> float:
-    """Core-seconds of training behind a validation curve: each validation's epoch time (a curve entry's
-    ``seconds``, the time of the epoch just validated) times the epochs since the previous validation, times
-    the threads. Exact when every epoch is validated; with ``eval_every > 1`` the validated epochs stand for
-    the others."""
-    total, previous = 0.0, 0
-    for e in curve:
-        total += float(e["seconds"]) * (int(e["epoch"]) - previous)
-        previous = int(e["epoch"])
-    return total * threads
 
 
 def best_so_far(curve: Sequence[Dict[str, Any]], metric: str) -> float:
@@ -122,9 +111,9 @@ def replay(optuna, pruner, curves: Dict[str, Sequence[Dict[str, Any]]], finals: 
 
 
 def selected(outcome: Dict[str, Replayed], grid: Sequence[str]) -> Optional[str]:
-    """The completed point with the best value; ties go to the earlier grid point (the live study's rule)."""
-    done = [n for n in grid if outcome[n].value is not None]
-    return max(done, key=lambda n: (outcome[n].value, -grid.index(n))) if done else None
+    """The live study's selection (:func:`experiments.tune_tables.select`) over the points that completed."""
+    return select({n: {"state": "complete" if outcome[n].value is not None else "pruned", "value": outcome[n].value}
+                   for n in grid})
 
 
 def replay_report(optuna, make_pruner, specs: Sequence[PrunerSpec], curves, finals, grid: Sequence[str],

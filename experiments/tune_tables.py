@@ -15,11 +15,22 @@ from experiments.grid import fmt, mean_std
 from experiments.plot import GridPanel, grid_heatmap
 from experiments.search import combo_name
 from experiments.search import select as search_select
-from experiments.tune_replay import curve_core_seconds
 from idsf_pyg.io import atomic_open, write_json, write_text
 
 #: Trial states as Optuna names them.
 COMPLETE, PRUNED, FAIL, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
+
+
+def curve_core_seconds(curve: Sequence[Dict[str, Any]], threads: int = 1) -> float:
+    """Core-seconds of training behind a validation curve: each validation's epoch time (a curve entry's
+    ``seconds``, the time of the epoch just validated) times the epochs since the previous validation, times
+    the threads. Exact when every epoch is validated; with ``eval_every > 1`` the validated epochs stand for
+    the others."""
+    total, previous = 0.0, 0
+    for e in curve:
+        total += float(e["seconds"]) * (int(e["epoch"]) - previous)
+        previous = int(e["epoch"])
+    return total * threads
 
 
 def trials_by_point(study, names: Sequence[str]) -> Dict[str, List[Any]]:

@@ -418,7 +418,8 @@ def test_replay_by_hand_successive_halving_depends_on_the_order():
 
 
 def test_core_seconds_count_the_epochs_between_validations():
-    from experiments.tune_replay import curve_core_seconds, parse_pruner_spec
+    from experiments.tune_replay import parse_pruner_spec
+    from experiments.tune_tables import curve_core_seconds
     every_fifth = [{"epoch": 5, "seconds": 2.0}, {"epoch": 10, "seconds": 3.0}]
     assert curve_core_seconds(every_fifth, threads=2) == 2 * (5 * 2.0 + 5 * 3.0)
     assert parse_pruner_spec("median:10:3").label == "median:10:3"
