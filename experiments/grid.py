@@ -477,7 +477,8 @@ def cost_line(all_runs: Sequence[Dict[str, Any]]) -> str:
     total = sum(r["seconds"]["train_total"] for r in all_runs)
     hw = all_runs[0]["hardware"]
     where = (hw["gpu"] if "gpu" in hw else
-             f"{hw.get('cpu_count', '?')}-core CPU ({hw.get('cpu') or '?'}), {hw.get('torch_threads', '?')} torch threads")
+             f"{hw.get('cpu_count', '?')}-core CPU ({hw.get('cpu_model') or hw.get('cpu') or '?'}), "
+             f"{hw.get('torch_threads', '?')} torch threads")
     return (f"{len(all_runs)} run{'' if len(all_runs) == 1 else 's'}, {total / 60:.1f} min of training in all "
             f"({total / max(len(all_runs), 1) / 60:.1f} min per run) on {where}")
 

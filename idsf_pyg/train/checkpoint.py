@@ -58,6 +58,8 @@ class TrainState:
     elapsed: float = 0.0                  # training seconds so far, all sessions together
     stopped: Optional[str] = None         # why training ended; None while it goes on
     resumed_at: List[int] = field(default_factory=list)  # epochs after which a run was resumed
+    # machines the run trained on, each from an epoch on (idsf_pyg.train.machine); older checkpoints lack it
+    machines: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

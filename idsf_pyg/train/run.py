@@ -28,6 +28,7 @@ from ..errors import ConfigError, IDSFError, RunFolderError
 from ..io import write_text
 from ..logs import logger, silenced
 from .checkpoint import Checkpointer, cpu_state
+from .machine import cpu_model
 from .config import RunConfig, key_differences, key_material, run_key
 from .distributed import broadcast_error, from_environment, local_device
 from .run_folder import BEST, CHECKPOINT, CONFIG, CURVES, LOG, MANIFEST, RESULTS, TOPK, RunFolder, require_one_run
@@ -334,6 +335,7 @@ def software_versions() -> Dict[str, str]:
 
 def hardware(device: torch.device) -> Dict[str, Any]:
     info: Dict[str, Any] = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+                            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                             "platform": platform.platform()}
     if device.type == "cuda":

@@ -5,7 +5,8 @@ A run folder holds::
     config.yaml      the resolved configuration and its key (written before training)
     checkpoint.pt    the latest checkpoint while the run is going on (removed once it has finished)
     best.pt          the best validation state (weights only), once finished
-    results.json     config, key, seed, data fingerprint, software, hardware, curve, val and test metrics
+    results.json     config, key, seed, data fingerprint, software, hardware, the machines it trained on,
+                     curve, val and test metrics
     topk.csv         each test user's top-20 items (with save_topk)
     manifest.json    the run key and the sha256 of each file above, as the run wrote it
     .lock            the lock of the one process writing the folder, naming it (pid, host, start, command)

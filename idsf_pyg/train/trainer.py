@@ -24,6 +24,7 @@ from .config import TrainConfig
 from ..parallel import Shard, batch_share
 from .distributed import all_reduce_gradients
 from .sampler import BPRSampler
+from .machine import describe as describe_machine, machine
 
 
 def set_seed(seed: int, sampler_stream: str = "shared") -> torch.Generator:
@@ -76,6 +77,8 @@ class TrainResult:
     stopped: str
     epochs_run: int
     resumed_after_epochs: List[int]
+    #: Each machine the run trained on and the first epoch it trained (:func:`~idsf_pyg.train.machine.machine`).
+    machines: List[Dict[str, Any]]
     seconds: Dict[str, float]
     val_curve: List[Dict[str, Any]]
     val: Dict[str, float]
@@ -133,6 +136,7 @@ class Trainer:
         """Trains until a stopping rule fires (or resumes a run that had stopped), then tests once."""
         if self.checkpoint is not None and self.checkpoint.exists():
             self.resume()
+        self.note_machine()
         config, state = self.config, self.state
         if self.on_validation is not None:
             for i, entry in enumerate(state.curve):
@@ -168,6 +172,19 @@ class Trainer:
         logger.info(f"resuming from {self.checkpoint.path}: {state.epoch} epochs done, best validation "
                     f"{self.config.select_metric} {state.best_score:.5f} at epoch {state.best_epoch}"
                     + (f" (training had ended: {state.stopped})" if state.stopped else ""))
+
+    def note_machine(self) -> None:
+        """Records this machine from the next epoch on, unless it is the one the run trained on last; a run that
+        continues another machine's checkpoint says that it is no longer bit for bit an uninterrupted run."""
+        state, here = self.state, machine(self.device)
+        last = {k: v for k, v in state.machines[-1].items() if k != "from_epoch"} if state.machines else None
+        if last == here:
+            return
+        if last is not None:
+            logger.warning(f"this checkpoint was written on another machine ({describe_machine(last)}; here "
+                           f"{describe_machine(here)}): from epoch {state.epoch + 1} on, the numbers round otherwise "
+                           "than an uninterrupted run's on either machine (results.json lists both)")
+        state.machines.append({"from_epoch": state.epoch + 1, **here})
 
     def train_epoch(self, epoch: int) -> Tuple[float, Dict[str, float]]:
         """One pass of BPR batches; returns the mean objective (the weighted sum actually minimized) and the mean
@@ -266,6 +283,7 @@ class Trainer:
             data=self.data_info if self.data_info is not None else describe(self.data),
             best_epoch=state.best_epoch, stopped=state.stopped or "max epochs", epochs_run=state.epoch,
             resumed_after_epochs=state.resumed_at,
+            machines=state.machines,
             seconds={"train_total": state.elapsed,
                      "per_epoch_mean": sum(state.epoch_times) / max(len(state.epoch_times), 1),
                      "per_eval_mean": sum(state.eval_times) / max(len(state.eval_times), 1)},
