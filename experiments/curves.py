@@ -11,7 +11,8 @@ reads the log the authors' ``main.py`` writes with ``--verbose 1`` (``Epoch E [.
 r@20], ..., ndcg=[...]``, E counted from 0; ``--official-ks`` names its two cut-offs, default its parser's 10,20).
 Labels go in the order of ``--run``/``--official`` options (default: the folder or file name). ``--csv`` also
 writes the overlaid values as one table (epoch, then one column per curve). ``--table FILE.md`` writes per curve
-the validation metric after ``--table-epochs``, the best validation (its epoch), the test metric at that epoch (a
+the validation metric after ``--table-epochs``, the best validation (its epoch), the epochs trained (where a
+stopping rule ended the run), the test metric at that epoch (a
 finished run's results.json; the authors' log's test line after that validation) and the seconds per epoch;
 ``--group NAME=LABEL,...`` adds the mean of some curves (e.g. the seeds of one code), and with several groups, how
 far each later group's mean curve is from the first's (epochs within ±0.5 and ±1 points, the mean and largest
@@ -45,17 +46,22 @@ OFFICIAL_LINE = re.compile(r"Epoch (\d+) \[([\d.]+)s[^\]]*\]: train==\[([-\d.eE+
 OFFICIAL_LIST = re.compile(r"(recall|precision|hit|ndcg)=\[([^\]]*)\]")
 #: The test the authors' code runs right after a validation that improved on the best so far.
 OFFICIAL_TEST = re.compile(r"Test_Recall@(\d+): ([-\d.eE+na]+)")
+#: How the authors' code ends a run: its early stop, or the final test metrics it logs after the last epoch.
+OFFICIAL_END = re.compile(r"#####Early stop! #####|\{'precision': array\(")
 
 
 class Curve:
     """One run's curve: its label and ``{epoch: {column: value}}`` with columns as in curves.csv (``seconds``,
     ``loss``, ``loss_<part>``, ``val_<metric>@<k>``); ``test`` the test metrics at the best validation epoch when the
     source has them (a finished run's results.json; for the authors' log, the ``test_<metric>`` its code logs
-    after each validation that improved)."""
+    after each validation that improved). ``finished``: the run has ended (results.json written; the log's early
+    stop or final test line); ``epochs``: how many epochs it trained (so far, while ``finished`` is false)."""
 
     def __init__(self, label: str, rows: Dict[int, Dict[str, float]], source: str,
-                 test: Optional[Dict[str, float]] = None):
+                 test: Optional[Dict[str, float]] = None, finished: bool = False, epochs: Optional[int] = None):
         self.label, self.rows, self.source, self.test = label, rows, source, test
+        self.finished = finished
+        self.epochs = epochs if epochs is not None else max(rows, default=0)
 
     def series(self, column: str) -> Tuple[List[int], List[float]]:
         epochs = [e for e in sorted(self.rows) if column in self.rows[e]]
@@ -104,7 +110,7 @@ def read_run(folder: Path, label: Optional[str] = None) -> Curve:
                 epoch = _number(row["epoch"], f"{path}, line {n}", "epoch")
                 rows[int(epoch)] = {k: v for k, v in ((k, _number(v, f"{path}, line {n}", k)) for k, v in row.items()
                                                       if k != "epoch") if v is not None}
-        return Curve(label, rows, str(path), _finished_test(folder))
+        return Curve(label, rows, str(path), _finished_test(folder), *_finished_epochs(folder))
     results = folder / RESULTS
     if not results.is_file():
         raise ConfigError(f"{folder}: neither {CURVES} nor {RESULTS} (not a run folder, or no validation yet)", "--run")
@@ -112,7 +118,7 @@ def read_run(folder: Path, label: Optional[str] = None) -> Curve:
     if not isinstance(curve, list):
         raise DataFormatError(results, "no val_curve list", field="val_curve")
     return Curve(label, {int(e["epoch"]): {k: float(v) for k, v in e.items() if k != "epoch"} for e in curve},
-                 str(results), _finished_test(folder))
+                 str(results), _finished_test(folder), *_finished_epochs(folder))
 
 
 def _finished_test(folder: Path) -> Optional[Dict[str, float]]:
@@ -126,6 +132,17 @@ def _finished_test(folder: Path) -> Optional[Dict[str, float]]:
     return {k: float(v) for k, v in test.items()}
 
 
+def _finished_epochs(folder: Path) -> Tuple[bool, Optional[int]]:
+    """``(True, epochs trained)`` for a finished run (its results.json); ``(False, None)`` while it trains."""
+    path = folder / RESULTS
+    if not path.is_file():
+        return False, None
+    epochs = json.loads(path.read_text()).get("epochs_run")
+    if isinstance(epochs, bool) or not isinstance(epochs, int):
+        raise DataFormatError(path, "no epochs_run count", field="epochs_run")
+    return True, epochs
+
+
 def read_official_log(path: Path, label: Optional[str] = None, ks: Sequence[int] = (10, 20),
                       batches: Optional[int] = None) -> Curve:
     """The epochs of the authors' ``main.py`` log (shifted to count from 1, as here): training seconds and loss of
@@ -136,7 +153,9 @@ def read_official_log(path: Path, label: Optional[str] = None, ks: Sequence[int]
         raise ConfigError(f"{path}: no such file", "--official")
     rows: Dict[int, Dict[str, float]] = {}
     last: Optional[int] = None
+    ended = False
     for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        ended = ended or OFFICIAL_END.search(line) is not None
         t = OFFICIAL_TEST.search(line)
         if t is not None:
             if last is None or not any(k.startswith("val_") for k in rows[last]):
@@ -160,7 +179,7 @@ def read_official_log(path: Path, label: Optional[str] = None, ks: Sequence[int]
     if not any(k.startswith("val_") for r in rows.values() for k in r):
         raise DataFormatError(path, "no 'Epoch E [...]: train==[...], recall=[...]' line: not a log of the authors' "
                                     "main.py run with --verbose N")
-    return Curve(label or path.stem, rows, str(path))
+    return Curve(label or path.stem, rows, str(path), finished=ended)
 
 
 LOSS_PANELS = ("total", "parts")
@@ -248,16 +267,18 @@ def _pct(v: Optional[float]) -> str:
 
 def curve_table(curves: Sequence[Curve], metric: str, epochs: Sequence[int]) -> str:
     """A markdown row per curve: validation ``metric`` (%) after each of ``epochs``, the best validation (its
-    epoch), the test ``metric`` at that epoch, and the mean training seconds per epoch."""
+    epoch), the epochs trained (where a stopping rule ended the run; "so far" while it has not ended), the test
+    ``metric`` at the best validation epoch, and the mean training seconds per epoch."""
     column = f"val_{metric}"
     lines = [f"| validation {metric} (%) after epoch | " + " | ".join(map(str, epochs))
-             + f" | best validation (epoch) | test {metric} at best validation | s / epoch |",
-             "|---" * (len(epochs) + 4) + "|"]
+             + f" | best validation (epoch) | epochs trained | test {metric} at best validation | s / epoch |",
+             "|---" * (len(epochs) + 5) + "|"]
     for c in curves:
         best_epoch, best = c.best(metric)
         secs = c.seconds_per_epoch()
         lines.append(f"| {c.label} | " + " | ".join(_pct(c.rows.get(e, {}).get(column)) for e in epochs)
-                     + f" | {_pct(best)} ({best_epoch}) | {_pct(c.test_at_best(metric))} | "
+                     + f" | {_pct(best)} ({best_epoch}) | {c.epochs}{'' if c.finished else ' so far'}"
+                     + f" | {_pct(c.test_at_best(metric))} | "
                      + ("" if secs is None else f"{secs:.0f}") + " |")
     return "\n".join(lines) + "\n"
 
@@ -364,7 +385,7 @@ def main(argv=None) -> List[Curve]:
     p.add_argument("--out", type=Path, required=True, help="the figure: .png, .pdf or .svg")
     p.add_argument("--csv", type=Path, help="also write the overlaid validation values as a CSV table")
     p.add_argument("--table", type=Path, help="also write a markdown table: per curve the validation metric after "
-                                              "--table-epochs, the best validation (epoch), the test metric there, "
+                                              "--table-epochs, the best validation (epoch), the epochs trained, the test metric there, "
                                               "seconds per epoch; then the --group means")
     p.add_argument("--table-epochs", default="1,5,10,15,20,25,30,35,40",
                    help="the epochs of --table's columns (default: %(default)s)")

@@ -86,10 +86,10 @@ def test_overlay_of_a_run_and_the_authors_log(tmp_path, capsys):
     assert curves.read_run(tmp_path / "ours").series("val_recall@20") == ours.series("val_recall@20")
 
 
-def authors_log(path, values, every=1):
+def authors_log(path, values, every=1, end=None):
     """A log as the authors' main.py writes it with --verbose ``every``: each epoch's line (training seconds 10 + e),
     the validation lists on every ``every``-th, and the test line after each validation that improved, its value
-    the validation's + 0.01."""
+    the validation's + 0.01; then ``end``, a last line, if given (a killed run's log has none)."""
     lines, best = [], 0.0
     for e in range(len(values) * every):
         head = f"2026-11-30 01:00:  Epoch {e} [{10 + e:.1f}s"
@@ -104,7 +104,7 @@ def authors_log(path, values, every=1):
             lines.append(f"2026-11-30 01:00:  Test_Recall@20: {r20 + 0.01:.5f}")
         else:
             lines.append("2026-11-30 01:00:  #####Early stopping steps: 1 #####")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines + ([end] if end else [])) + "\n")
 
 
 def test_table_of_curves_and_the_means_of_groups(tmp_path):
@@ -112,8 +112,10 @@ def test_table_of_curves_and_the_means_of_groups(tmp_path):
     result = run(quick(3), tmp_path / "ours", device="cpu", threads=1, progress=False)
     logs = {"a1": [0.20, 0.30, 0.30], "a2": [0.22, 0.26, 0.27], "b1": [0.205, 0.31, 0.29], "b2": [0.221, 0.262, 0.302]}
     argv = []
+    ends = {"a1": None, "a2": "2026-11-30 01:00:  #####Early stop! #####",   # a1 killed, a2 and b1 ended
+            "b1": "2026-11-30 01:00:  {'precision': array([0.1, 0.1]), 'recall': array([0.1, 0.29])}", "b2": None}
     for name, values in logs.items():
-        authors_log(tmp_path / f"{name}.log", values, every=2)        # validated at epochs 2, 4, 6 (from 1)
+        authors_log(tmp_path / f"{name}.log", values, every=2, end=ends[name])   # validated at epochs 2, 4, 6
         argv += ["--official", str(tmp_path / f"{name}.log"), "--label", name]
     out = curves.main(argv + ["--run", str(tmp_path / "ours"), "--label", "ours", "--out", str(tmp_path / "c.png"),
                               "--table", str(tmp_path / "t.md"), "--table-epochs", "2,4,6",
@@ -125,9 +127,16 @@ def test_table_of_curves_and_the_means_of_groups(tmp_path):
     assert a1.best("recall@20") == (4, 0.30) and a1.test_at_best("recall@20") == pytest.approx(0.31)
     assert out[-1].test_at_best("recall@20") == result["test"]["recall@20"]
     table = (tmp_path / "t.md").read_text().splitlines()
-    assert table[2] == "| a1 | 20.00 | 30.00 | 30.00 | 30.00 (4) | 31.00 | 12 |"
+    assert table[2] == "| a1 | 20.00 | 30.00 | 30.00 | 30.00 (4) | 6 so far | 31.00 | 12 |"
+    assert [row.split(" | ")[5] for row in table[3:5]] == ["6", "6"]             # a2 stopped early, b1 ran out
     ours_epochs = {e["epoch"]: e["val_recall@20"] for e in result["val_curve"]}
     assert table[6].startswith(f"| ours | {100 * ours_epochs[2]:.2f} |  |")       # ours has no epoch 4 or 6
+    assert table[6].split(" | ")[5] == str(result["epochs_run"]) == "3"
+    running = tmp_path / "running"            # a run still training: its curves.csv and no results.json yet
+    running.mkdir()
+    (running / "curves.csv").write_text((tmp_path / "ours" / "curves.csv").read_text())
+    still = curves.read_run(running)
+    assert not still.finished and still.epochs == 3 and out[-1].finished
     # means by hand: A 21.00 / 28.00 / 28.50, B 21.30 / 28.60 / 29.60; tests A 31, 28 -> 29.50 +- 2.12,
     # B 32, 31.2 -> 31.60 +- 0.57; B - A: 0.3, 0.6, 1.1 points
     assert "| A (2) | 21.00 | 28.00 | 28.50 | 29.50 ± 2.12 |" in table
