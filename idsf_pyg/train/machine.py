@@ -2,7 +2,7 @@
 
 "Same seed, same numbers" holds on one kind of machine. Another CPU makes torch's math libraries pick other
 kernels (by instruction set: AVX2, AVX-512, AMX), another GPU or torch release sums in another order: the same
-seed then gives a curve that differs in the last bits from the first epoch and drifts apart like another draw.
+seed then gives sums that differ in the last bits, and over the epochs the curve drifts apart like another draw.
 So a run records each machine it trained on and from which epoch (a run resumed elsewhere has two), and says so
 when it continues a checkpoint written on another machine.
 """
