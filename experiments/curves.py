@@ -111,7 +111,7 @@ def read_run(folder: Path, label: Optional[str] = None) -> Curve:
                 epoch = _number(row["epoch"], f"{path}, line {n}", "epoch")
                 rows[int(epoch)] = {k: v for k, v in ((k, _number(v, f"{path}, line {n}", k)) for k, v in row.items()
                                                       if k != "epoch") if v is not None}
-        return Curve(label, rows, str(path), _finished_test(folder), *_finished_epochs(folder))
+        return Curve(label, rows, str(path), *_finished(folder))
     results = folder / RESULTS
     if not results.is_file():
         raise ConfigError(f"{folder}: neither {CURVES} nor {RESULTS} (not a run folder, or no validation yet)", "--run")
@@ -119,29 +119,23 @@ def read_run(folder: Path, label: Optional[str] = None) -> Curve:
     if not isinstance(curve, list):
         raise DataFormatError(results, "no val_curve list", field="val_curve")
     return Curve(label, {int(e["epoch"]): {k: float(v) for k, v in e.items() if k != "epoch"} for e in curve},
-                 str(results), _finished_test(folder), *_finished_epochs(folder))
+                 str(results), *_finished(folder))
 
 
-def _finished_test(folder: Path) -> Optional[Dict[str, float]]:
-    """A finished run's test metrics (read once, at its best validation epoch); ``None`` while it trains."""
+def _finished(folder: Path) -> Tuple[Optional[Dict[str, float]], bool, Optional[int]]:
+    """``(test metrics, True, epochs trained)`` for a finished run, read from its results.json (test read once,
+    at its best validation epoch); ``(None, False, None)`` while it trains."""
     path = folder / RESULTS
     if not path.is_file():
-        return None
-    test = json.loads(path.read_text()).get("test")
+        return None, False, None
+    results = json.loads(path.read_text())
+    test = results.get("test")
     if not isinstance(test, dict):
         raise DataFormatError(path, "no test metrics", field="test")
-    return {k: float(v) for k, v in test.items()}
-
-
-def _finished_epochs(folder: Path) -> Tuple[bool, Optional[int]]:
-    """``(True, epochs trained)`` for a finished run (its results.json); ``(False, None)`` while it trains."""
-    path = folder / RESULTS
-    if not path.is_file():
-        return False, None
-    epochs = json.loads(path.read_text()).get("epochs_run")
+    epochs = results.get("epochs_run")
     if isinstance(epochs, bool) or not isinstance(epochs, int):
         raise DataFormatError(path, "no epochs_run count", field="epochs_run")
-    return True, epochs
+    return {k: float(v) for k, v in test.items()}, True, epochs
 
 
 def read_official_log(path: Path, label: Optional[str] = None, ks: Sequence[int] = (10, 20),

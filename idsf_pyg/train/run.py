@@ -28,7 +28,7 @@ from ..errors import ConfigError, IDSFError, RunFolderError
 from ..io import write_text
 from ..logs import logger, silenced
 from .checkpoint import Checkpointer, cpu_state
-from .machine import cpu_model
+from .machine import machine
 from .config import RunConfig, key_differences, key_material, run_key
 from .distributed import broadcast_error, from_environment, local_device
 from .run_folder import BEST, CHECKPOINT, CONFIG, CURVES, LOG, MANIFEST, RESULTS, TOPK, RunFolder, require_one_run
@@ -334,11 +334,14 @@ def software_versions() -> Dict[str, str]:
 
 
 def hardware(device: torch.device) -> Dict[str, Any]:
+    """Where the run trained: :func:`machine`'s record (the CPU's model and kernel instruction set, which decide the
+    rounding) plus the device, core and thread counts and the platform."""
+    m = machine(device)
     info: Dict[str, Any] = {"device": str(device), "cpu": platform.processor() or platform.machine(),
-                            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                            "cpu_model": m["cpu"], "cpu_capability": m["cpu_capability"],
                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                             "platform": platform.platform()}
     if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
+        info["gpu"] = m["accelerator"]
         info["cuda"] = torch.version.cuda
     return info
