@@ -18,7 +18,7 @@ finished run's results.json; the authors' log's test line after that validation)
 far each later group's mean curve is from the first's (epochs within ±0.5 and ±1 points, the mean and largest
 difference): the first group is the reference.
 
-    python -m experiments.curves --official off0.log --label off0 --run ours0 --label ours0 ... \
+    python -m experiments.curves --official off0.log --label off0 --run ours0 --label ours0 ... \\
         --group official=off0,off1,off2 --group ours=ours0,ours1,ours2 --table parity.md --out parity.png
 
 While training, ``python -m experiments.train --tensorboard DIR`` writes the same curves as TensorBoard event

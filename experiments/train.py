@@ -7,7 +7,7 @@
 Several processes (data-parallel, torch.distributed; see idsf_pyg/train/distributed.py):
 
     torchrun --standalone --nproc_per_node=4 -m experiments.train --config ... --device cuda --out runs/x
-    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=8 \
+    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=8 \\
         -m experiments.train ...      # the same command on every node, --node_rank 0 and 1
 
 With --out, the run is checkpointed after every epoch; running the same command again after a crash
