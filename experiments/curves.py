@@ -55,8 +55,8 @@ class Curve:
     ``loss``, ``loss_<part>``, ``val_<metric>@<k>``); ``test`` the test metrics at the best validation epoch when the
     source has them (a finished run's results.json; for the authors' log, the ``test_<metric>`` its code logs
     after each validation that improved). ``finished``: the run has ended (results.json written; the log's early
-    stop or final test line); ``epochs``: how many epochs it trained (while
-    ``finished`` is false, the last epoch its source holds: a run folder's last validated one, the log's last one)."""
+    stop or final test line); ``epochs``: how many epochs it trained (while ``finished`` is
+    false, the last epoch its source holds: a run folder's last validated one, the log's last one)."""
 
     def __init__(self, label: str, rows: Dict[int, Dict[str, float]], source: str,
                  test: Optional[Dict[str, float]] = None, finished: bool = False, epochs: Optional[int] = None):
