@@ -27,6 +27,8 @@ grid point no other has started, and a worker stops when every grid point is fin
 The study lives in --storage: SQLite in the output folder by default (one machine); a database URL
 (postgresql://user:pass@host/db, with psycopg2 installed) for several machines. A worker killed mid-trial is
 noticed by its missing heartbeat (--grace seconds), its trial is marked failed and retried from its checkpoint.
+A study that has to move to another machine, store or database travels as a text file of its finished trials:
+--export FILE there, --import FILE here (experiments/tune_records.py); no imported point is trained again.
 
 Writes OUT/trials.csv (every trial: parameters, state, epochs, validation metric, seconds, run folder),
 OUT/surface.md (the validation surface as a grid), OUT/surface.png (a heat map, one panel per value of any third
@@ -53,14 +55,18 @@ from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seed
                               train_many)
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options
+from experiments.tune_records import export_records, finished_in_study, import_records
 from experiments.tune_replay import best_so_far, parse_pruner_spec, replay_report
-from experiments.tune_tables import (COMPLETE, FAIL, PRUNED, RUNNING, WAITING, curve_core_seconds, final_selection,
-                                    to_audit, trial_rows, trials_by_point, unfinished, write_tables)
+from experiments.tune_tables import (COMPLETE, CURVE, FAIL, PRUNED, RUN_KEY, RUNNING, TRAINED_ON, WAITING,
+                                    curve_core_seconds, final_selection, to_audit, trained_on, trial_rows,
+                                    trials_by_point, unfinished, write_tables)
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
 from idsf_pyg.io import write_json, write_text
+from idsf_pyg.data import describe
 from idsf_pyg.train import RunConfig, finished_run, run
-from idsf_pyg.train.config import METRIC_NAMES
+from idsf_pyg.train.config import METRIC_NAMES, run_key
+from idsf_pyg.train.run import load_run_data
 
 SPACES_DIR = CONFIG_DIR / "spaces"
 PRUNERS = ("halving", "median", "none")
@@ -114,10 +120,15 @@ def make_pruner(optuna, name: str, min_epochs: int, reduction: int):
 
 
 # ---------------------------------------------------------------------------------------- the study
+def creates_study(args: argparse.Namespace) -> bool:
+    """Whether the command may create the study: a worker or an import may; --tables-only, --export may not."""
+    return bool(args.imports) or not (args.tables_only or args.export)
+
+
 def storage_url(args: argparse.Namespace, out: Path) -> str:
     if args.storage:
         return args.storage
-    if not args.tables_only:
+    if creates_study(args):
         out.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(out / 'study.db').resolve()}"
 
@@ -126,16 +137,18 @@ def open_study(optuna, args: argparse.Namespace, out: Path, definition: Dict[str
     """Creates the study, or loads it and checks that it is the same search (a changed grid, data config,
     pruner or seed under the same name would mix two searches: refused, with the difference named)."""
     url = storage_url(args, out)
-    missing = ConfigError(f"no study {definition['study']!r} in {url} to write tables from: start it without "
-                          "--tables-only, or give the --out (or --storage) and --study of an existing one",
-                          "--tables-only")
-    if args.tables_only and not args.storage and not (out / "study.db").exists():
+    reading = "--export" if args.export else "--tables-only"
+    missing = ConfigError(f"no study {definition['study']!r} in {url} to read: start it without {reading} (or "
+                          "--import its records), or give the --out (or --storage) and --study of an existing one",
+                          reading)
+    creating = creates_study(args)
+    if not creating and not args.storage and not (out / "study.db").exists():
         raise missing                                           # and leave no empty database behind
     storage = optuna.storages.RDBStorage(
         url, heartbeat_interval=args.heartbeat, grace_period=args.grace,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None),
         engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None)
-    if args.tables_only and definition["study"] not in optuna.get_all_study_names(storage):
+    if not creating and definition["study"] not in optuna.get_all_study_names(storage):
         raise missing
     sampler = optuna.samplers.GridSampler(space, seed=definition["seed"])
     pruner = make_pruner(optuna, args.pruner, args.min_epochs, args.reduction)
@@ -181,6 +194,14 @@ class Objective:
     def __call__(self, trial) -> float:
         params = {k: trial.suggest_categorical(k, v) for k, v in self.space.items()}
         name = combo_name(params)
+        done = finished_in_study(trial.study, name, list(self.space)) if hasattr(trial, "study") else None
+        if done is not None:   # finished already (an imported record): nothing to train
+            trial.set_user_attr("copy_of", done.number)
+            print(f"[tune] trial {trial.number}: {name} finished by trial {done.number}, not trained again",
+                  flush=True)
+            if done.state.name == PRUNED:
+                raise self.optuna.TrialPruned(f"pruned by trial {done.number}")
+            return done.value
         cfg = self.configs[name]
         folder = store_folder(self.args.store, cfg)
         trial.set_user_attr("run", str(folder))
@@ -229,6 +250,8 @@ class Objective:
         if result is not None:
             trial.set_user_attr("best_epoch", result["best_epoch"])
             trial.set_user_attr("stopped", result["stopped"])
+            trial.set_user_attr(RUN_KEY, result["run_key"])
+            trial.set_user_attr(TRAINED_ON, trained_on(result))
 
 
 def _torch_threads() -> int:
@@ -292,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "%(default)s)")
     p.add_argument("--tables-only", action="store_true",
                    help="train nothing: write the tables from the study and the runs finished so far")
+    p.add_argument("--export", type=Path, metavar="FILE",
+                   help="train nothing: write the study's finished trials (complete or pruned) to FILE, a JSON file that "
+                        "--import reads on another machine, store or database (no test metric is written)")
+    p.add_argument("--import", dest="imports", action="append", type=Path, default=[], metavar="FILE",
+                   help="add the finished trials of FILE (written by --export) to the study, for the grid points it has "
+                        "not finished, before anything else the command does; the file must be of the same search and "
+                        "each record's run key the one this machine's data gives (repeatable)")
     p.add_argument("--replay", action="append", default=[], metavar="NAME:MIN:FACTOR",
                    help="train nothing: replay a pruner (halving:10:3, median:10:3, ...) over the grid's finished runs "
                         "and write OUT/replay.md: what that pruned search would have selected and cost (repeatable; "
@@ -338,10 +368,26 @@ def main(argv=None) -> Dict[str, Any]:
                   "space": space, "seed": seeds[0], "metric": args.metric, "pruner": args.pruner,
                   "min_epochs": args.min_epochs, "reduction": args.reduction,
                   **({"max_seconds": args.max_seconds} if args.max_seconds is not None else {})}
+
+    def finished(name: str):
+        return finished_run(configs[name], store_folder(args.store, configs[name]))
+
     if args.replay:
         return replay_study(args, configs, points, out, definition)
+    if args.export and (args.imports or args.tables_only):
+        raise ConfigError("writes a study's records and does nothing else: give it alone", "--export")
     optuna = load_optuna()
     study = open_study(optuna, args, out, definition, space)   # created once, before any worker starts
+    for path in args.imports:
+        added, skipped = import_records(optuna, study, path, definition, points,
+                                        lambda name: expected_run_key(configs[name]))
+        print(f"[tune] {path}: {added} finished trial(s) imported, {skipped} of points this study had finished "
+              "already left as they are", flush=True)
+    if args.export:
+        counts = export_records(study, points, definition, lambda name: finished(name), args.export)
+        print(f"[tune] {args.export}: {counts['written']} finished trial(s) written; {counts['left_out']} grid "
+              "point(s) not finished (running, failed or not started) left out", flush=True)
+        return counts
     # The audit asked for is part of the study: the largest K any worker was given applies to every later command
     # (--tables-only included), which calls nothing selected until those K points have finished.
     audit = max(args.audit, int(study.user_attrs.get("audit", 0)))
@@ -362,9 +408,6 @@ def main(argv=None) -> Dict[str, Any]:
             if any(w.exitcode for w in workers):
                 raise TrainingError(f"a worker failed (exit codes {[w.exitcode for w in workers]}); rerun the same "
                                     "command to continue the study")
-
-    def finished(name: str):
-        return finished_run(configs[name], store_folder(args.store, configs[name]))
 
     rows = trial_rows(study, points, args.metric, finished)
     grid_done = unfinished(rows) == 0
@@ -391,6 +434,12 @@ def main(argv=None) -> Dict[str, Any]:
     return write_tables(args, study, rows, points, space, seeds, out, selected_runs, audit)
 
 
+def expected_run_key(cfg: RunConfig) -> str:
+    """The run key ``cfg`` has on this machine's data (what an imported record's run must have been)."""
+    data = load_run_data(cfg)
+    return run_key(cfg, describe(data)["fingerprint"], data.feature_sources)
+
+
 def replay_study(args: argparse.Namespace, configs: Dict[str, RunConfig], points: Dict[str, Dict[str, Any]],
                  out: Path, definition: Dict[str, Any]) -> Dict[str, Any]:
     """``--replay``: the pruners given, replayed over the grid's finished runs (experiments/tune_replay.py);
@@ -398,22 +447,30 @@ def replay_study(args: argparse.Namespace, configs: Dict[str, RunConfig], points
     specs = [parse_pruner_spec(s) for s in args.replay]
     optuna = load_optuna()
     curves, finals, threads, missing = {}, {}, {}, []
+    url = args.storage or (f"sqlite:///{(out / 'study.db').resolve()}" if (out / "study.db").exists() else None)
+    study = (optuna.load_study(study_name=definition["study"], storage=url)
+             if url is not None and definition["study"] in optuna.get_all_study_names(url) else None)
+    by_point = trials_by_point(study, list(next(iter(points.values())))) if study is not None else {}
     for name, cfg in configs.items():
         done = finished_run(cfg, store_folder(args.store, cfg))
-        if done is None:
+        if done is not None:
+            curves[name], finals[name] = done["val_curve"], done["val"][args.metric]
+            threads[name] = (int((done.get("hardware") or {}).get("torch_threads") or 1)
+                             * int(done.get("world_size") or 1))
+            continue
+        # A complete trial imported from another machine's records carries its run's validation curve.
+        record = next((t for t in by_point.get(name, []) if t.state.name == COMPLETE and CURVE in t.user_attrs), None)
+        if record is None:
             missing.append(name)
             continue
-        curves[name], finals[name] = done["val_curve"], done["val"][args.metric]
-        threads[name] = int((done.get("hardware") or {}).get("torch_threads") or 1) * int(done.get("world_size") or 1)
+        curves[name], finals[name] = record.user_attrs[CURVE], record.value
+        threads[name] = int(record.user_attrs.get("threads", 1))
     if missing:
         raise ConfigError(f"a replay needs every grid point's run finished in {args.store}: {len(missing)} of "
                           f"{len(points)} have not ({', '.join(missing)}); train them on with --audit {len(points)} "
                           "or --pruner none", "--replay")
     order = None   # the order the study started its points in, where the study exists (none is created)
-    url = args.storage or (f"sqlite:///{(out / 'study.db').resolve()}" if (out / "study.db").exists() else None)
-    if url is not None and definition["study"] in optuna.get_all_study_names(url):
-        by_point = trials_by_point(optuna.load_study(study_name=definition["study"], storage=url),
-                                   list(next(iter(points.values()))))
+    if study is not None:
         started = sorted((min(t.number for t in ts), n) for n, ts in by_point.items() if n in points)
         order = [n for _, n in started] + [n for n in points if n not in by_point]
     summary = replay_report(optuna, make_pruner, specs, curves, finals, list(points), order, args.metric,

@@ -16,9 +16,23 @@ from experiments.plot import GridPanel, grid_heatmap
 from experiments.search import combo_name
 from experiments.search import select as search_select
 from idsf_pyg.io import atomic_open, write_json, write_text
+from idsf_pyg.train.machine import describe as describe_machine
 
 #: Trial states as Optuna names them.
 COMPLETE, PRUNED, FAIL, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
+#: Trial user attributes: the machine its run trained on, the run key, and for a trial imported from another
+#: study's records (experiments/tune_records.py) the file and the run's validation curve.
+TRAINED_ON, RUN_KEY, IMPORTED, CURVE = "trained_on", "run_key", "imported_from", "val_curve"
+
+
+def trained_on(result: Dict[str, Any]) -> str:
+    """The machines a finished run trained on, one line (``results.json``'s ``machines``, each from an epoch on)."""
+    machines = result.get("machines") or []
+    if not machines:
+        return "unrecorded"
+    if len(machines) == 1:
+        return describe_machine(machines[0])
+    return "; ".join(f"{describe_machine(m)} from epoch {m.get('from_epoch', '?')}" for m in machines)
 
 
 def curve_core_seconds(curve: Sequence[Dict[str, Any]], threads: int = 1) -> float:
@@ -70,7 +84,9 @@ def trial_rows(study, points: Dict[str, Dict[str, Any]], metric: str = "recall@2
                       # resumes it and replays the epochs before): the run's cost is the longest record, not a sum.
                       "seconds": max(t.user_attrs.get("train_seconds", 0.0) * t.user_attrs.get("threads", 1)
                                      for t in trials),
-                      "run": best.user_attrs.get("run", "")}
+                      "run": best.user_attrs.get("run", ""),
+                      "trained_on": best.user_attrs.get(TRAINED_ON, ""),
+                      "imported": best.user_attrs.get(IMPORTED)}
         done = finished(name) if finished is not None and rows[name]["state"] == "pruned" else None
         if done is not None:
             threads = max(t.user_attrs.get("threads", 1) for t in trials)
@@ -218,11 +234,13 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
                  selected_runs: Optional[List[Dict[str, Any]]], audit: int = 0) -> Dict[str, Any]:
     with atomic_open(out / "trials.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([*space, "state", "trial", f"val_{args.metric}", "epochs", "best_epoch", "core_seconds", "run"])
+        w.writerow([*space, "state", "trial", f"val_{args.metric}", "epochs", "best_epoch", "core_seconds", "run",
+                    "trained_on", "imported_from"])
         for name, point in points.items():
             r = rows[name]
             w.writerow([*point.values(), r["state"], r.get("trial", ""), "" if r["value"] is None else r["value"],
-                        r["epochs"], r.get("best_epoch") or "", f"{r['seconds']:.1f}", r.get("run", "")])
+                        r["epochs"], r.get("best_epoch") or "", f"{r['seconds']:.1f}", r.get("run", ""),
+                        r.get("trained_on", ""), r.get("imported") or ""])
     audit_points = to_audit(rows, audit)
     write_text(out / "surface.md", surface_markdown(space, rows, args.metric, audit_points))
     figure_note = heat_map(space, rows, args.metric, out / f"surface.{args.format}", audit_points)
@@ -261,6 +279,15 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
              + (f"{cost['core_hours_unpruned_estimate']:.2f} core-hours." if done else "needs a complete trial."),
              "(A point read back from the run store counts with the time its run took, whichever command trained it.)",
              ""]
+    imported = sorted({r["imported"] for r in rows.values() if r.get("imported")})
+    machines = sorted({r["trained_on"] for r in rows.values() if r.get("trained_on")})
+    if imported:
+        lines += [f"Imported: {sum(bool(r.get('imported')) for r in rows.values())} finished trial(s) from "
+                  f"{', '.join(imported)} (records of runs that are not in this run store).", ""]
+    if len(machines) > 1:
+        lines += ["Trained on: " + "; ".join(machines) + " (another CPU rounds the same seed otherwise: a point's "
+                  "value is one draw of its configuration).", ""]
+    summary["trained_on"] = machines
     if chosen is None:
         lines.append("No trial has completed yet: nothing selected.")
     else:
@@ -305,6 +332,13 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
             summary["test"] = {k: {"mean": m, "std": s} for k, (m, s) in test.items()}
             summary["test_per_seed"] = {k: [r["test"][k] for r in selected_runs] for k in keys}
             summary["val_per_seed"] = [r["val"][args.metric] for r in selected_runs]
+            if rows[chosen].get("imported"):
+                origin = rows[chosen]["trained_on"] or "an unrecorded machine"
+                lines += ["", f"The selection's trial was imported (trained on {origin}; validation "
+                          f"{100 * rows[chosen]['value']:.2f}); its seed-{seeds[0]} run "
+                          f"in this store (trained on {trained_on(selected_runs[0])}) has validation "
+                          f"{100 * selected_runs[0]['val'][args.metric]:.2f}, and the test metrics below are this "
+                          "store's runs'."]
             lines += ["", f"| selected, seeds {seeds} | " + " | ".join(f"test {k}" for k in keys) + " |",
                       "|---|" + "---|" * len(keys),
                       f"| {chosen} | " + " | ".join(fmt(*test[k], digits=2) for k in keys) + " |", "",
