@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from experiments.search import combo_name
 from experiments.tune_tables import COMPLETE, CURVE, IMPORTED, PRUNED, RUN_KEY, TRAINED_ON, trained_on, trials_by_point
 from idsf_pyg.errors import ConfigError
-from idsf_pyg.io import write_json
+from idsf_pyg.io import atomic_open
 
 #: Version tag of the file: a reader refuses another.
 FORMAT = "idsf-pyg tuning study records 1"
@@ -68,7 +68,10 @@ def export_records(study, points: Dict[str, Dict[str, Any]], definition: Dict[st
         records.append(record)
     order = list(points)
     records.sort(key=lambda r: order.index(combo_name(r["point"])))
-    write_json(path, {"format": FORMAT, "definition": definition, "records": records})
+    with atomic_open(path, "w") as f:   # a record a line: a later export changes the lines of the points it adds
+        f.write('{"format": %s,\n "definition": %s,\n "records": [\n' % (json.dumps(FORMAT), json.dumps(definition)))
+        f.write(",\n".join(json.dumps(r) for r in records))
+        f.write("\n]}\n")
     return {"written": len(records), "left_out": len(points) - len(records)}
 
 
