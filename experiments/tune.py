@@ -54,7 +54,7 @@ from experiments.plot import add_format_option
 from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seeds, store_folder,
                               train_many)
 from experiments.search import combo_name, parse_grid
-from experiments.train import CONFIG_DIR, add_run_options
+from experiments.train import CONFIG_DIR, add_run_options, parse_value
 from experiments.tune_records import export_records, finished_in_study, import_records
 from experiments.tune_replay import best_so_far, parse_pruner_spec, replay_report
 from experiments.tune_tables import (COMPLETE, CURVE, FAIL, PRUNED, RUN_KEY, RUNNING, TRAINED_ON, WAITING,
@@ -322,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the finished trials of FILE (written by --export) to the study, for the grid points it has "
                         "not finished, before anything else the command does; the file must be of the same search and "
                         "each record's run key the one this machine's data gives (repeatable)")
+    p.add_argument("--first", action="append", default=[], metavar="KEY=V,KEY=V",
+                   help="a grid point for the workers to start before the others (repeatable, in that order; one "
+                        "the study has finished or is training is left as it is): on a machine lent for a few hours, "
+                        "the points that fit")
     p.add_argument("--replay", action="append", default=[], metavar="NAME:MIN:FACTOR",
                    help="train nothing: replay a pruner (halving:10:3, median:10:3, ...) over the grid's finished runs "
                         "and write OUT/replay.md: what that pruned search would have selected and cost (repeatable; "
@@ -374,8 +378,10 @@ def main(argv=None) -> Dict[str, Any]:
 
     if args.replay:
         return replay_study(args, configs, points, out, definition)
-    if args.export and (args.imports or args.tables_only):
+    if args.export and (args.imports or args.tables_only or args.first):
         raise ConfigError("writes a study's records and does nothing else: give it alone", "--export")
+    if args.first and args.tables_only:
+        raise ConfigError("queues grid points for workers: give it without --tables-only", "--first")
     optuna = load_optuna()
     study = open_study(optuna, args, out, definition, space)   # created once, before any worker starts
     for path in args.imports:
@@ -383,6 +389,7 @@ def main(argv=None) -> Dict[str, Any]:
                                         lambda name: expected_run_key(configs[name]))
         print(f"[tune] {path}: {added} finished trial(s) imported, {skipped} of points this study had finished "
               "already left as they are", flush=True)
+    queue_first(study, args.first, points, space)
     if args.export:
         counts = export_records(study, points, definition, lambda name: finished(name), args.export)
         print(f"[tune] {args.export}: {counts['written']} finished trial(s) written; {counts['left_out']} grid "
@@ -432,6 +439,39 @@ def main(argv=None) -> Dict[str, Any]:
             jobs = [(c, store_folder(args.store, c), args.device, args.threads, args.overwrite) for c in cfgs]
             selected_runs = [result for _, result in train_many(jobs, args.jobs)]
     return write_tables(args, study, rows, points, space, seeds, out, selected_runs, audit)
+
+
+def parse_point(text: str, space: Dict[str, List[Any]]) -> Dict[str, Any]:
+    """``"structure.gamma=10,beta=0.03"`` -> the grid point it names (values compared as numbers: 10 is 10.0)."""
+    given = dict(kv.partition("=")[::2] for kv in text.split(","))
+    if sorted(given) != sorted(space):
+        raise ConfigError(f"{text!r}: name a value of each axis, {', '.join(space)} (KEY=V,KEY=V)", "--first")
+    point = {}
+    for key, values in space.items():
+        value = parse_value(given[key].strip())
+        match = [v for v in values if v == value]
+        if not match:
+            raise ConfigError(f"{text!r}: {key}={given[key]} is not on the grid ({values})", "--first")
+        point[key] = match[0]
+    return point
+
+
+def queue_first(study, texts: Sequence[str], points: Dict[str, Dict[str, Any]], space: Dict[str, List[Any]]) -> None:
+    """``--first``: the named grid points queued in the study (Optuna's enqueue_trial), so that the next workers
+    start them before the grid sampler's own order; a point finished, running or already queued is left alone."""
+    wanted = [parse_point(t, space) for t in texts]    # every one checked before anything is queued
+    if not wanted:
+        return
+    by_point = trials_by_point(study, list(space))
+    queued = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False)
+              if t.state.name == WAITING]
+    for point in wanted:
+        if by_point.get(combo_name(point)) or point in queued:
+            print(f"[tune] --first {combo_name(point)}: started, finished or queued already; left as it is",
+                  flush=True)
+            continue
+        study.enqueue_trial(point)
+        queued.append(point)
 
 
 def expected_run_key(cfg: RunConfig) -> str:
