@@ -329,8 +329,8 @@ def _train_job(job: Tuple[RunConfig, Path, str, Optional[int], bool]) -> Dict[st
     return train_in_store(*job)
 
 
-def _exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
-    """Worker initializer of ``--jobs N``: the worker exits when the command that spawned it is gone.
+def exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Worker start of ``--jobs N``: the worker exits when the command that spawned it is gone.
 
     A command killed with SIGTERM (unlike Ctrl-C, which reaches the whole process group) would otherwise
     leave its workers alive, each finishing its run and then the runs already queued to it, holding
@@ -353,7 +353,7 @@ def train_many(jobs: Sequence[Tuple[RunConfig, Path, str, Optional[int], bool]],
             yield job[1], train_in_store(*job)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_exit_with_parent,
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=exit_with_parent,
                              initargs=(os.getpid(),)) as pool:
         for job, result in zip(jobs, pool.map(_train_job, jobs)):
             yield job[1], result

@@ -26,7 +26,8 @@ or on several machines that share the run store's file system and the study's da
 grid point no other has started, and a worker stops when every grid point is finished or being worked on.
 The study lives in --storage: SQLite in the output folder by default (one machine); a database URL
 (postgresql://user:pass@host/db, with psycopg2 installed) for several machines. A worker killed mid-trial is
-noticed by its missing heartbeat (--grace seconds), its trial is marked failed and retried from its checkpoint.
+noticed by its missing heartbeat (--grace seconds), its trial is marked failed and retried from its checkpoint;
+the workers of --jobs N end with their command, however it is stopped.
 A study that has to move to another machine, store or database travels as a text file of its finished trials:
 --export FILE there, --import FILE here (experiments/tune_records.py); no imported point is trained again.
 
@@ -43,6 +44,7 @@ import argparse
 import itertools
 import json
 import multiprocessing
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -51,7 +53,7 @@ import yaml
 
 from experiments.extras import require
 from experiments.plot import add_format_option
-from experiments.grid import (Cell, cell_config, locked, parse_extra, parse_seeds, store_folder,
+from experiments.grid import (Cell, cell_config, exit_with_parent, locked, parse_extra, parse_seeds, store_folder,
                               train_many)
 from experiments.search import combo_name, parse_grid
 from experiments.train import CONFIG_DIR, add_run_options, parse_value
@@ -63,10 +65,9 @@ from experiments.tune_tables import (COMPLETE, CURVE, FAIL, PRUNED, RUN_KEY, RUN
 from idsf_pyg.cli import entry_point
 from idsf_pyg.errors import ConfigError, TrainingError
 from idsf_pyg.io import write_json, write_text
-from idsf_pyg.data import describe
 from idsf_pyg.train import RunConfig, finished_run, run
-from idsf_pyg.train.config import METRIC_NAMES, run_key
-from idsf_pyg.train.run import load_run_data
+from idsf_pyg.train.config import METRIC_NAMES
+from idsf_pyg.train.run import run_key_here
 
 SPACES_DIR = CONFIG_DIR / "spaces"
 PRUNERS = ("halving", "median", "none")
@@ -276,7 +277,8 @@ def work(args: argparse.Namespace, configs: Dict[str, RunConfig], points: Dict[s
         study.optimize(objective, n_trials=1, catch=(TrainingError,))
 
 
-def _work_job(job) -> None:
+def _work_job(parent: int, job) -> None:
+    exit_with_parent(parent)   # a worker of a command killed with SIGTERM: its trial is retried after --grace
     work(*job)
 
 
@@ -386,12 +388,16 @@ def main(argv=None) -> Dict[str, Any]:
     study = open_study(optuna, args, out, definition, space)   # created once, before any worker starts
     for path in args.imports:
         added, skipped = import_records(optuna, study, path, definition, points,
-                                        lambda name: expected_run_key(configs[name]))
-        print(f"[tune] {path}: {added} finished trial(s) imported, {skipped} of points this study had finished "
-              "already left as they are", flush=True)
+                                        lambda name: run_key_here(configs[name])[0])
+        print(f"[tune] {path}: {added} finished trial(s) imported, {skipped} skipped (finished in this study "
+              "already)", flush=True)
+    if not (args.tables_only or args.export):
+        # A crashed worker's trial is failed and its retry queued before --first queues anything: the retry
+        # resumes from its checkpoint ahead of the named points, and a named point that crashed is not left behind.
+        optuna.storages.fail_stale_trials(study)
     queue_first(study, args.first, points, space)
     if args.export:
-        counts = export_records(study, points, definition, lambda name: finished(name), args.export)
+        counts = export_records(study, points, definition, finished, args.export)
         print(f"[tune] {args.export}: {counts['written']} finished trial(s) written; {counts['left_out']} grid "
               "point(s) not finished (running, failed or not started) left out", flush=True)
         return counts
@@ -407,7 +413,7 @@ def main(argv=None) -> Dict[str, Any]:
             work(*job)
         else:
             ctx = multiprocessing.get_context("spawn")
-            workers = [ctx.Process(target=_work_job, args=(job,)) for _ in range(args.jobs)]
+            workers = [ctx.Process(target=_work_job, args=(os.getpid(), job)) for _ in range(args.jobs)]
             for w in workers:
                 w.start()
             for w in workers:
@@ -443,7 +449,11 @@ def main(argv=None) -> Dict[str, Any]:
 
 def parse_point(text: str, space: Dict[str, List[Any]]) -> Dict[str, Any]:
     """``"structure.gamma=10,beta=0.03"`` -> the grid point it names (values compared as numbers: 10 is 10.0)."""
-    given = dict(kv.partition("=")[::2] for kv in text.split(","))
+    pairs = [(key.strip(), value) for key, _, value in (kv.partition("=") for kv in text.split(","))]
+    given = dict(pairs)
+    if len(given) < len(pairs):
+        twice = sorted({k for k, _ in pairs if [p for p, _ in pairs].count(k) > 1})
+        raise ConfigError(f"{text!r}: {', '.join(twice)} given twice", "--first")
     if sorted(given) != sorted(space):
         raise ConfigError(f"{text!r}: name a value of each axis, {', '.join(space)} (KEY=V,KEY=V)", "--first")
     point = {}
@@ -472,12 +482,6 @@ def queue_first(study, texts: Sequence[str], points: Dict[str, Dict[str, Any]], 
             continue
         study.enqueue_trial(point)
         queued.append(point)
-
-
-def expected_run_key(cfg: RunConfig) -> str:
-    """The run key ``cfg`` has on this machine's data (what an imported record's run must have been)."""
-    data = load_run_data(cfg)
-    return run_key(cfg, describe(data)["fingerprint"], data.feature_sources)
 
 
 def replay_study(args: argparse.Namespace, configs: Dict[str, RunConfig], points: Dict[str, Dict[str, Any]],

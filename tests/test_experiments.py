@@ -6,13 +6,8 @@ analysis measures by brute force."""
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +21,8 @@ from experiments.train import CONFIG_DIR
 from idsf_pyg.cli import run_cli
 from idsf_pyg.train import run
 from idsf_pyg.trained import load_run
+from tests.killed_commands import ENDLESS, assert_sigterm_ends_workers, needs_proc_children
 from tests.test_plots import read_image
-from tests.time_limits import hang_guard
 
 SYNTHETIC = CONFIG_DIR / "synthetic.yaml"
 EXTRA = "--epochs 2 --eval-every 1"
@@ -219,53 +214,13 @@ def test_parallel_jobs_give_the_numbers_of_one_process(tmp_path):
     assert [r[:3] + r[8:] for r in a] == [r[:3] + r[8:] for r in b]
 
 
-def _lock_is_free(path: Path) -> bool:
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return True
-
-
-@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
-                    reason="needs Linux /proc/<pid>/task/<pid>/children to find (and clean up) the workers")
+@needs_proc_children
 def test_killed_command_takes_its_workers_with_it(tmp_path):
-    # Two endless runs (--epochs/--patience far beyond the test) on two workers; SIGTERM to the command
-    # alone must end the workers too, which frees their runs' locks (a surviving worker would hold its lock).
+    # Two endless runs on two workers; SIGTERM to the command alone must end the workers too.
     argv = [sys.executable, "-m", "experiments.table2", "--dataset", "synthetic", "--models", "bpr,lightgcn",
             "--seeds", "0", "--jobs", "2", "--threads", "1", "--device", "cpu", "--store", str(tmp_path / "store"),
-            "--out", str(tmp_path / "out"), "--extra", "--epochs 100000 --patience 100000"]
-    cmd = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    children: list = []
-    try:
-        deadline = time.monotonic() + hang_guard(180)
-        logs: list = []
-        while time.monotonic() < deadline and cmd.poll() is None:
-            logs = [p for p in (tmp_path / "store").glob("*/*/train.log") if "epoch" in p.read_text()]
-            if len(logs) == 2:
-                break
-            time.sleep(0.5)
-        assert len(logs) == 2, "both runs should be training"
-        children = [int(p) for p in Path(f"/proc/{cmd.pid}/task/{cmd.pid}/children").read_text().split()]
-        cmd.send_signal(signal.SIGTERM)
-        cmd.wait(timeout=hang_guard(30))
-        locks = sorted((tmp_path / "store").glob("*/*.lock"))
-        assert len(locks) == 2
-        deadline = time.monotonic() + hang_guard(30)
-        while time.monotonic() < deadline and not all(_lock_is_free(p) for p in locks):
-            time.sleep(0.5)
-        assert all(_lock_is_free(p) for p in locks), "a worker kept training after its command was killed"
-    finally:
-        if cmd.poll() is None:
-            cmd.kill()
-        for pid in children:  # never leave an endless worker behind, even when the test fails
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            "--out", str(tmp_path / "out"), "--extra", ENDLESS]
+    assert_sigterm_ends_workers(argv, tmp_path / "store")
 
 
 @pytest.mark.parametrize("command, argv, words", [

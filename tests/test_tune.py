@@ -18,6 +18,7 @@ from experiments.tune import Objective, main, search_space  # noqa: E402
 from experiments.tune_tables import heat_map, select, surface_markdown, unpruned_estimate  # noqa: E402
 from idsf_pyg.errors import ConfigError  # noqa: E402
 from idsf_pyg.train import run  # noqa: E402
+from tests.killed_commands import ENDLESS, assert_sigterm_ends_workers, needs_proc_children  # noqa: E402
 from tests.time_limits import hang_guard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,16 @@ def test_two_workers_share_one_study_and_train_each_grid_point_once(tmp_path):
     alone = run(seed1, tmp_path / "alone", device="cpu", threads=1, progress=False)
     assert summary["test_per_seed"]["recall@20"] == [results[best]["test"]["recall@20"], alone["test"]["recall@20"]]
     assert json.loads((store_folder(store, seed1) / "results.json").read_text())["test"] == alone["test"]
+
+
+@needs_proc_children
+def test_a_killed_study_command_takes_its_workers_with_it(tmp_path):
+    # Two endless trials on --jobs 2; SIGTERM to the command alone must end both workers (their trials are
+    # retried from their checkpoints once their heartbeats are --grace seconds old).
+    argv = [sys.executable, "-m", "experiments.tune", "--config", SYNTHETIC, "--param", "structure.gamma=0.0,0.3",
+            "--param", "beta=0.3", "--pruner", "none", "--seeds", "0", "--threads", "1", "--jobs", "2",
+            "--extra", ENDLESS, "--store", str(tmp_path / "store"), "--out", str(tmp_path / "study")]
+    assert_sigterm_ends_workers(argv, tmp_path / "store")
 
 
 class PruneAt:

@@ -1,5 +1,6 @@
 """A tuning study moved by its records: what --export writes, --import brings back, and nothing is trained twice."""
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -151,11 +152,37 @@ def test_first_queues_grid_points_before_the_samplers_order(tmp_path):
         main(argv(tmp_path, "--first", "beta=0.3,structure.gamma=0", "--first", "structure.gamma=2,beta=0 "))
     with pytest.raises(ConfigError, match="option --first: 'beta=0.3': name a value of each axis"):
         main(argv(tmp_path, "--first", "beta=0.3"))
+    with pytest.raises(ConfigError, match="option --first: 'beta=0.3,beta=0,structure.gamma=0': beta given twice"):
+        main(argv(tmp_path, "--first", "beta=0.3,beta=0,structure.gamma=0"))
     study = tmp_path / "study" / "study.db"
     assert not study.exists() or all(t.state.name != "WAITING" for t in trials(tmp_path))
-    main(argv(tmp_path, "--first", "beta=0.3,structure.gamma=0", "--first", "structure.gamma=0.3,beta=0"))
+    main(argv(tmp_path, "--first", "beta=0.3, structure.gamma=0", "--first", "structure.gamma=0.3,beta=0"))
     # (Optuna's grid sampler does not know a queued point and may hand it out again: that trial trains nothing.)
     trained = [t for t in sorted(trials(tmp_path), key=lambda t: t.datetime_start) if "copy_of" not in t.user_attrs]
     assert [point(t) for t in trained[:2]] == ["structure.gamma=0.0,beta=0.3", "structure.gamma=0.3,beta=0.0"]
     assert len({point(t) for t in trained}) == len(trained) == 4
     assert all(f.read_text().count(" model: ") == 1 for f in (tmp_path / "store").rglob("train.log"))
+
+
+@pytest.mark.filterwarnings("ignore:Argument ``heartbeat_interval`` is an experimental feature",
+                            "ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_crashed_trial_is_retried_before_the_points_first_queues(tmp_path):
+    """A trial whose worker died (its heartbeat older than --grace) is failed and its retry queued before --first
+    queues its points: it resumes ahead of them, and naming it in --first does not leave it behind them."""
+    grace = ["--heartbeat", "1", "--grace", "2"]
+    (tmp_path / "study").mkdir()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study' / 'study.db'}", heartbeat_interval=1,
+                                         grace_period=2)
+    study = optuna.create_study(study_name="synthetic-idsf", storage=storage, direction="maximize")
+    study.enqueue_trial({"structure.gamma": 0.3, "beta": 0.3})
+    crashed = study.ask()                                    # a worker took the point, then died
+    for axis in ("structure.gamma", "beta"):
+        crashed.suggest_categorical(axis, [0.0, 0.3])
+    storage.record_heartbeat(crashed._trial_id)
+    time.sleep(3)                                            # its heartbeat now older than the grace period
+    main(argv(tmp_path, *grace, "--first", "structure.gamma=0,beta=0", "--first", "structure.gamma=0.3,beta=0.3"))
+    started = [t for t in sorted(trials(tmp_path), key=lambda t: t.datetime_start or t.datetime_complete)
+               if t.number != crashed.number and "copy_of" not in t.user_attrs]
+    assert [point(t) for t in started[:2]] == ["structure.gamma=0.3,beta=0.3", "structure.gamma=0.0,beta=0.0"]
+    assert trials(tmp_path)[crashed.number].state.name == "FAIL"
+    assert len({point(t) for t in started}) == len(started) == 4

@@ -77,6 +77,15 @@ def load_run_data(cfg: RunConfig):
                         cfg.split_seed, cfg.edge_weight)
 
 
+def run_key_here(cfg: RunConfig) -> Tuple[str, Dict[str, Any]]:
+    """The run key ``cfg`` gets on the data this machine has for it, and the key material it digests: what a run
+    of ``cfg`` trained here records, and what a run of ``cfg`` finished elsewhere must have recorded to be read
+    back here."""
+    data = load_run_data(cfg)
+    fingerprint = describe(data)["fingerprint"]
+    return run_key(cfg, fingerprint, data.feature_sources), key_material(cfg, fingerprint, data.feature_sources)
+
+
 def build_model(cfg: RunConfig, data):
     from ..models import MODELS
     try:
@@ -223,11 +232,8 @@ def finished_run(cfg: RunConfig, out: Path) -> Optional[Dict[str, Any]]:
     done = folder.finished()
     if done is None:
         return None
-    data = load_run_data(cfg)
-    fingerprint = describe(data)["fingerprint"]
-    key = run_key(cfg, fingerprint, data.feature_sources)
+    key, material = run_key_here(cfg)
     if done.get("run_key") != key:
-        material = key_material(cfg, fingerprint, data.feature_sources)
         raise RunFolderError(f"{folder.file(RESULTS)} holds a run of another configuration: "
                              f"{_describe_diff(done.get('key_material'), material)}; rerun without "
                              "--finished-only and with --overwrite to replace it")
