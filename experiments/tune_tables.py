@@ -143,15 +143,17 @@ def seconds_per_epoch(rows: Dict[str, Dict[str, Any]]) -> float:
 def unpruned_estimate(rows: Dict[str, Dict[str, Any]]) -> float:
     """Core-seconds the grid would have cost without pruning: a complete point its own run's time; any other
     point its own measured seconds per epoch (the mean over all trained epochs where it has none) times the
-    mean epochs of the complete points. Per point, because an epoch's cost varies several-fold across a grid
-    (IDSF's contrastive loss is off at β = 0). NaN before any point has completed."""
+    mean epochs of the complete points, or the epochs it has already trained where those are more (a running
+    point is never priced below what it has cost). Per point, because an epoch's cost varies several-fold
+    across a grid (IDSF's contrastive loss is off at β = 0). NaN before any point has completed."""
     done = [r for r in rows.values() if r["state"] == "complete"]
     if not done:
         return float("nan")
     mean_epochs = sum(r["epochs"] for r in done) / len(done)
     overall = seconds_per_epoch(rows)
     return sum(r["seconds"] if r["state"] == "complete" else
-               (r["seconds"] / r["epochs"] if r["epochs"] else overall) * mean_epochs for r in rows.values())
+               (r["seconds"] / r["epochs"] if r["epochs"] else overall) * max(r["epochs"], mean_epochs)
+               for r in rows.values())
 
 
 def surface_markdown(space: Dict[str, List[Any]], rows: Dict[str, Dict[str, Any]], metric: str,
@@ -274,8 +276,8 @@ def write_tables(args, study, rows: Dict[str, Dict[str, Any]], points, space, se
              f"{counts['not started']} not started.", "",
              f"Cost: {cost['core_hours_spent']:.2f} core-hours of training so far "
              f"({cost['core_hours_per_finished_trial']:.2f} per finished trial); the unpruned grid, estimated "
-             "with each point's own seconds per epoch, a pruned or unstarted point trained for the mean epochs of "
-             "the complete trials, "
+             "with each point's own seconds per epoch, a pruned, running or unstarted point trained for the mean "
+             "epochs of the complete trials (a running one for its epochs so far where those are more), "
              + (f"{cost['core_hours_unpruned_estimate']:.2f} core-hours." if done else "needs a complete trial."),
              "(A point read back from the run store counts with the time its run took, whichever command trained it.)",
              ""]

@@ -245,6 +245,9 @@ def test_unpruned_estimate_prices_each_point_at_its_own_epoch_cost():
     overall = (1000 + 3500 + 600) / 160
     assert unpruned_estimate(rows) == pytest.approx(1000 + 3500 + 60 * 75 + overall * 75)
     assert np.isnan(unpruned_estimate({"c": rows["c"], "d": rows["d"]}))     # nothing complete: no estimate
+    rows["e"] = {"state": "running", "epochs": 120, "seconds": 6000.0}      # past the mean 75: its own cost so far
+    overall = (1000 + 3500 + 600 + 6000) / 280
+    assert unpruned_estimate(rows) == pytest.approx(1000 + 3500 + 60 * 75 + overall * 75 + 6000)
 
 
 def test_a_retried_point_costs_its_run_once():
