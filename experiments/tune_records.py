@@ -7,8 +7,10 @@ A study runs for days; its database and run store live on one machine's disk (or
 the study has to move (another machine, a fresh store, a database that was lost), ``--export`` writes every
 finished trial (complete or pruned) as a record: its grid point, state, validation value, the best-so-far values
 it reported at each validation (what a pruner compares), its epochs, best epoch and cost, and, where its run
-is in the store, the run's key, the machine it trained on and its validation curve. No test metric is written:
-selection reads validation only, and a test metric is read once, for the selection, by the study's own rule.
+is in the store, the run's key, the machine it trained on and its validation curve: each validation's epoch,
+epoch time and the study's metric (what ``--replay`` and the cost tables read; the run's other metrics stay in
+its run folder, which keeps the file small enough to commit). No test metric is written: selection reads
+validation only, and a test metric is read once, for the selection, by the study's own rule.
 
 ``--import`` adds the records to the study (created if need be) for the grid points the study has not finished,
 after checking that the file is the same search (the study's definition: base configuration, grid, seed,
@@ -46,6 +48,7 @@ def export_records(study, points: Dict[str, Dict[str, Any]], definition: Dict[st
     complete before pruned); returns how many points were written and how many were left out (running, waiting,
     failed or not started: their progress stays in the run store's checkpoints)."""
     names = list(next(iter(points.values())))
+    curve_keys = curve_fields(definition["metric"])
     records: List[Dict[str, Any]] = []
     for name, trials in trials_by_point(study, names).items():
         if name not in points:
@@ -63,8 +66,7 @@ def export_records(study, points: Dict[str, Dict[str, Any]], definition: Dict[st
         run = finished(name) if trial.state.name == COMPLETE and IMPORTED not in attrs else None
         if run is not None:   # what the store knows of the run: its key, its machine, its validation curve
             attrs.update({RUN_KEY: run["run_key"], TRAINED_ON: trained_on(run),
-                          CURVE: [{k: v for k, v in e.items() if k in ("epoch", "seconds") or k.startswith("val_")}
-                                  for e in run["val_curve"]]})
+                          CURVE: [{k: e[k] for k in curve_keys} for e in run["val_curve"]]})
         records.append(record)
     order = list(points)
     records.sort(key=lambda r: order.index(combo_name(r["point"])))
@@ -73,6 +75,11 @@ def export_records(study, points: Dict[str, Dict[str, Any]], definition: Dict[st
         f.write(",\n".join(json.dumps(r) for r in records))
         f.write("\n]}\n")
     return {"written": len(records), "left_out": len(points) - len(records)}
+
+
+def curve_fields(metric: str) -> Tuple[str, str, str]:
+    """The fields a record's validation curve keeps of each validation, for a study selecting on ``metric``."""
+    return "epoch", "seconds", f"val_{metric}"
 
 
 def read_records(path: Path, definition: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -100,11 +107,11 @@ def read_records(path: Path, definition: Dict[str, Any]) -> List[Dict[str, Any]]
     if not isinstance(records, list):
         raise ConfigError("must be a list of trial records", "records", source)
     for i, r in enumerate(records):
-        _check_record(r, f"records[{i}]", source, list(definition["space"]))
+        _check_record(r, f"records[{i}]", source, list(definition["space"]), curve_fields(definition["metric"]))
     return records
 
 
-def _check_record(r: Any, where: str, source: str, axes: List[str]) -> None:
+def _check_record(r: Any, where: str, source: str, axes: List[str], curve_keys: Tuple[str, ...]) -> None:
     if not isinstance(r, dict):
         raise ConfigError("must be an object", where, source)
     if not isinstance(r.get("point"), dict) or sorted(r["point"]) != sorted(axes):
@@ -120,6 +127,21 @@ def _check_record(r: Any, where: str, source: str, axes: List[str]) -> None:
         raise ConfigError("must map epochs to finite values", f"{where}.reported", source)
     if not isinstance(r.get("attrs"), dict):
         raise ConfigError("must be an object", f"{where}.attrs", source)
+    curve = r["attrs"].get(CURVE)
+    if curve is None:
+        return
+    if not isinstance(curve, list) or not curve:
+        raise ConfigError("must be a non-empty list of validations", f"{where}.attrs.{CURVE}", source)
+    previous = 0
+    for j, e in enumerate(curve):
+        at = f"{where}.attrs.{CURVE}[{j}]"
+        if not isinstance(e, dict) or not all(isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool)
+                                              and math.isfinite(e[k]) for k in curve_keys):
+            raise ConfigError(f"must give finite numbers for {list(curve_keys)}, got {e!r}", at, source)
+        if e["epoch"] != int(e["epoch"]) or e["epoch"] <= previous or e["seconds"] < 0:
+            raise ConfigError(f"epochs must rise from 1 and seconds be >= 0, got epoch {e['epoch']!r} after "
+                              f"{previous} and seconds {e['seconds']!r}", at, source)
+        previous = int(e["epoch"])
 
 
 def import_records(optuna, study, path: Path, definition: Dict[str, Any], points: Dict[str, Dict[str, Any]],

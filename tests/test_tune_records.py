@@ -54,7 +54,10 @@ def test_records_carry_validation_only_and_each_points_run(finished_study):
         run = json.loads((Path(t.user_attrs["run"]) / "results.json").read_text())
         assert r["state"] == "COMPLETE" and r["value"] == t.value == run["val"]["recall@20"]
         assert r["attrs"]["run_key"] == run["run_key"]
-        assert [e["epoch"] for e in r["attrs"]["val_curve"]] == [e["epoch"] for e in run["val_curve"]]
+        # The curve keeps what a replay and the cost tables read (the study's metric), not the run's other metrics.
+        assert r["attrs"]["val_curve"] == [{"epoch": e["epoch"], "seconds": e["seconds"],
+                                            "val_recall@20": e["val_recall@20"]} for e in run["val_curve"]]
+        assert len(run["val_curve"][0]) > 3
         assert {int(k): v for k, v in r["reported"].items()} == t.intermediate_values
     assert not [k for k in keys(data) if "test" in k]   # selection reads validation only; no test metric travels
 
@@ -137,6 +140,13 @@ def test_bad_records_are_refused_with_the_file_and_field(finished_study, tmp_pat
     tampered = json.loads(json.dumps(data))
     tampered["records"][2]["point"] = {"beta": 0.0}
     refused(tampered, r"key 'records\[2\]\.point'")
+    tampered = json.loads(json.dumps(data))
+    del tampered["records"][3]["attrs"]["val_curve"][1]["val_recall@20"]   # a replay would read it
+    refused(tampered, r"key 'records\[3\]\.attrs\.val_curve\[1\]': must give finite numbers for \['epoch', "
+                      r"'seconds', 'val_recall@20'\]")
+    tampered = json.loads(json.dumps(data))
+    tampered["records"][0]["attrs"]["val_curve"][2]["epoch"] = 1
+    refused(tampered, r"key 'records\[0\]\.attrs\.val_curve\[2\]': epochs must rise")
     # A refused file adds nothing; and nothing is refused half-way: the study was never created.
     assert not (tmp_path / "study" / "study.db").exists() or trials(tmp_path) == []
     with pytest.raises(ConfigError, match="option --export: no study"):
