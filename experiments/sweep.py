@@ -63,7 +63,8 @@ def draw(path: Path, param: str, values: List[float], stats: List[Tuple[float, f
     mid = (max(m + s for m, s in zip(means, stds)) + min(m - s for m, s in zip(means, stds))) / 2
     # evenly spaced values, as the paper's Figures 7 and 8 draw them
     return line_plot(path, [Series(f"test {metric}", list(range(len(values))), means, yerr=stds)],
-              title=f"{dataset}: {metric} vs {param} ({seeds} seed{'' if seeds == 1 else 's'})", xlabel=param, ylabel=f"{metric} (%)",
+              title=f"{dataset}: {metric} vs {param} ({seeds} seed{'' if seeds == 1 else 's'})",
+              xlabel=param, ylabel=f"{metric} (%)",
               legend="lower right" if means[-1] > mid else "upper right", xticklabels=[f"{v:g}" for v in values])
 
 
