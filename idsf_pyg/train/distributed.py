@@ -23,9 +23,10 @@ Only rank 0 writes run files and logs. Collectives time out after ``IDSF_DIST_TI
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import timedelta
-from typing import Iterable, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -40,7 +41,8 @@ DEFAULT_TIMEOUT_S = 300
 def from_environment(device: torch.device) -> Optional[Shard]:
     """Joins the ``torchrun`` job this process belongs to (``WORLD_SIZE`` > 1 in the environment), with
     NCCL for CUDA devices and Gloo for the CPU; ``None`` outside such a job. Rank ``r`` uses its local
-    GPU (``LOCAL_RANK``) when ``device`` is CUDA."""
+    GPU (``LOCAL_RANK``) when ``device`` is CUDA. A process group already initialized is used as it is.
+    Prefer :func:`joined`, which also leaves the group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return None
@@ -53,6 +55,22 @@ def from_environment(device: torch.device) -> Optional[Shard]:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend, timeout=timeout)
     return Shard(dist.get_rank(), dist.get_world_size(), dist.get_backend())
+
+
+@contextlib.contextmanager
+def joined(device: torch.device) -> Iterator[Optional[Shard]]:
+    """:func:`from_environment` for the length of a ``with`` block; the process group it initialized is
+    destroyed when the block ends, however it ends. A process that exits with the group alive can abort
+    in the interpreter's teardown (Gloo's threads are still joinable: ``terminate called without an
+    active exception``, SIGABRT), which would replace the exit status, e.g. a user error's 2, with -6.
+    A group the caller initialized is left to the caller."""
+    ours = dist.is_available() and not dist.is_initialized()
+    shard = from_environment(device)
+    try:
+        yield shard
+    finally:
+        if shard is not None and ours and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def local_device(device: torch.device, shard: Optional[Shard]) -> torch.device:

@@ -30,7 +30,7 @@ from ..logs import logger, silenced
 from .checkpoint import Checkpointer, cpu_state
 from .machine import machine
 from .config import RunConfig, key_differences, key_material, run_key
-from .distributed import broadcast_error, from_environment, local_device
+from .distributed import broadcast_error, joined, local_device
 from .run_folder import BEST, CHECKPOINT, CONFIG, CURVES, LOG, MANIFEST, RESULTS, TOPK, RunFolder, require_one_run
 from .trainer import set_seed, train, use_deterministic_algorithms
 
@@ -123,13 +123,13 @@ def run(cfg: RunConfig, out: Optional[Path] = None, *, device: str = "auto", thr
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ConfigError(f"must be >= 1, got {checkpoint_every}", "--checkpoint-every")
     dev = resolve_device(device)
-    shard = from_environment(dev)          # under torchrun: this process's rank (None otherwise)
-    dev = local_device(dev, shard)
-    lead = shard is None or shard.rank == 0
-    if not lead:                           # one log, one set of files: rank 0's
-        progress = False
     folder = RunFolder(out) if out is not None else None
     with contextlib.ExitStack() as held:
+        shard = held.enter_context(joined(dev))   # under torchrun: this process's rank (None otherwise)
+        dev = local_device(dev, shard)
+        lead = shard is None or shard.rank == 0
+        if not lead:                              # one log, one set of files: rank 0's
+            progress = False
         held.enter_context(silenced(not lead))
         error: Optional[BaseException] = None
         if folder is not None and lead:  # the one writer, for the whole run

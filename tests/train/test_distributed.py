@@ -3,6 +3,7 @@ gradients, a short run launched by torchrun, and a killed rank."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from idsf_pyg.data import load_dataset
 from idsf_pyg.eval import evaluator_for
 from idsf_pyg.models import IDSF, LightGCN
 from idsf_pyg.parallel import Shard
-from idsf_pyg.train.distributed import all_reduce_gradients
+from idsf_pyg.train.distributed import all_reduce_gradients, joined
 from idsf_pyg.train.trainer import _step_loss
 from tests.time_limits import hang_guard
 
@@ -82,6 +83,57 @@ def test_one_step_and_evaluation_split_over_two_ranks_equal_one_process(name, tm
     with torch.no_grad():
         u, i = model.embed()
     assert got["metrics"] == evaluator_for(data, "val", batch_size=64).evaluate(u.float(), i.float())
+
+
+def _joined_worker(rank, ports, out):
+    """Three groups one after the other; each block ends in a barrier, so that no rank leaves a group
+    (closing its connections) while the other is still connecting to it."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+    seen = {}
+    os.environ["MASTER_PORT"] = str(ports[0])
+    with joined(torch.device("cpu")) as shard:
+        total = torch.tensor([rank + 1.0])
+        dist.all_reduce(total)
+        seen["inside"] = [shard.rank, shard.world, dist.is_initialized(), float(total)]
+        dist.barrier()
+    seen["after"] = dist.is_initialized()
+    os.environ["MASTER_PORT"] = str(ports[1])
+    try:
+        with joined(torch.device("cpu")):
+            dist.barrier()
+            raise ValueError("a user error")
+    except ValueError:
+        seen["after_error"] = dist.is_initialized()
+    dist.init_process_group("gloo", init_method=f"file://{out}.rendezvous", rank=rank, world_size=WORLD)
+    with joined(torch.device("cpu")) as shard:
+        seen["callers_group"] = shard.world
+    seen["callers_group_after"] = dist.is_initialized()
+    dist.barrier()
+    dist.destroy_process_group()
+    Path(f"{out}.{rank}").write_text(json.dumps(seen))
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_joined_leaves_the_group_it_made_and_keeps_the_callers(tmp_path):
+    """A process that exits with its Gloo group alive may abort in teardown (SIGABRT for exit status 2):
+    ``joined`` destroys the group it initialized when its block ends, by return or by error, and leaves a
+    group the caller initialized alone."""
+    out = tmp_path / "seen"
+    mp.spawn(_joined_worker, args=(free_ports(2), str(out)), nprocs=WORLD, join=True)
+    seen = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(WORLD)]
+    for rank, s in enumerate(seen):
+        assert s == {"inside": [rank, WORLD, True, 3.0], "after": False, "after_error": False,
+                     "callers_group": WORLD, "callers_group_after": True}
 
 
 def torchrun(out, *extra, nproc=WORLD):
